@@ -1,0 +1,67 @@
+"""The command line: a thin layer over `grader.grade`.
+
+    attention-grader check SUBMISSION [--rubric config.yaml] [--format text|json|markdown]
+                                      [--step ID ...]
+
+Exit codes: 0 every step passed, 1 some step did not, 2 the grader could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .engine import DEFAULT_RUBRIC, grade
+from .errors import GraderError
+from .report import FORMATS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attention-grader",
+        description="Grade chapter 3 attention exercises (a .py file or a notebook), step by step.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("check", help="grade one submission and print the report",
+                                description="Grade one .py or .ipynb submission.")
+    check.add_argument("submission", help="the student's .py file or .ipynb notebook")
+    check.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
+                       help="the rubric file (default: the bundled config.yaml)")
+    check.add_argument("--format", choices=sorted(FORMATS), default="text",
+                       help="report format (default: text)")
+    check.add_argument("--step", action="append", metavar="ID",
+                       help="grade only this step (repeatable)")
+    check.add_argument("--colour", "--color", choices=("auto", "always", "never"),
+                       default="auto", help="colour in the text report (default: auto)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        report = grade(args.submission, rubric=args.rubric, steps=args.step)
+    except KeyError as exc:  # an unknown --step
+        print(f"attention-grader: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except GraderError as exc:
+        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    colour = args.colour == "always" or (
+        args.colour == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    sys.stdout.write(FORMATS[args.format](report, colour=colour))
+    if not args.format == "json":
+        pass
+    else:
+        sys.stdout.write("\n")
+    return 0 if report.all_passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

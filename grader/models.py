@@ -1,0 +1,95 @@
+"""The result types: what grading produces and every reporter reads.
+
+A `Report` is built once, from `StepResult`s made of `CheckResult`s; reporters (text, Markdown,
+JSON) only read it. JSON goes through one `to_json` / `from_json` pair.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Status = Literal["passed", "failed", "error", "timeout", "missing", "not_implemented"]
+STATUSES: tuple[str, ...] = ("passed", "failed", "error", "timeout", "missing", "not_implemented")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One scored check of one step (shape, values, rows sum to one, ...)."""
+
+    name: str
+    passed: bool
+    score: float
+    max_score: float
+    message: str  # one line: what was checked and, when it failed, by how much
+
+
+@dataclass(frozen=True)
+class StepResult:
+    id: str
+    title: str
+    section: str
+    status: Status
+    score: float
+    max_score: float
+    feedback: str  # what the student reads: what went wrong, with numbers, and what to try
+    checks: tuple[CheckResult, ...] = ()
+    hints: tuple[str, ...] = ()
+    mistake: str | None = None  # filled in by the known-mistake diagnosis
+    location: str | None = None  # where the student's code raised, e.g. "code cell 5, line 3"
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass(frozen=True)
+class Report:
+    submission: str
+    score: float
+    max_score: float
+    steps: tuple[StepResult, ...]
+    notes: tuple[str, ...] = ()  # about the submission as a whole: load errors, printed output
+    rubric: str = ""
+    grader_version: str = ""
+    seconds: float = 0.0
+
+    @property
+    def all_passed(self) -> bool:
+        return all(step.passed for step in self.steps)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for step in self.steps:
+            counts[step.status] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        data = json.loads(text)
+        steps = []
+        for step in data.pop("steps"):
+            checks = tuple(CheckResult(**check) for check in step.pop("checks"))
+            step["hints"] = tuple(step["hints"])
+            steps.append(StepResult(checks=checks, **step))
+        data["notes"] = tuple(data["notes"])
+        return cls(steps=tuple(steps), **data)
+
+
+def total(results: list[StepResult] | tuple[StepResult, ...]) -> tuple[float, float]:
+    """The summed score and maximum of some step results."""
+    return (
+        round(sum(r.score for r in results), 6),
+        round(sum(r.max_score for r in results), 6),
+    )
+
+
+__all__ = ["STATUSES", "CheckResult", "Report", "Status", "StepResult", "total"]

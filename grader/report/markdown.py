@@ -1,0 +1,34 @@
+"""The Markdown report: a table of steps, then a section for each step that did not pass."""
+
+from __future__ import annotations
+
+from ..models import Report
+
+ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "timeout": "⏱️", "missing": "❓",
+         "not_implemented": "⬜"}
+
+
+def render_markdown(report: Report, **_) -> str:
+    lines = [
+        f"# Attention grader report: `{report.submission}`",
+        "",
+        f"**Score: {report.score:g} / {report.max_score:g}**",
+        "",
+    ]
+    if report.notes:
+        lines += [f"> {note}" for note in report.notes] + [""]
+    lines += ["| | Step | Section | Score | Status |", "|---|---|---|---|---|"]
+    for step in report.steps:
+        lines.append(f"| {ICONS[step.status]} | `{step.id}` | {step.section} | "
+                     f"{step.score:g} / {step.max_score:g} | {step.status.replace('_', ' ')} |")
+    for step in report.steps:
+        if step.passed:
+            continue
+        lines += ["", f"## {ICONS[step.status]} `{step.id}`: {step.title}", ""]
+        lines += ["```text", step.feedback, "```"]
+        failed = [c for c in step.checks if not c.passed]
+        if failed:
+            lines += [""] + [f"- **{c.name}** (0 / {c.max_score:g}): {c.message}" for c in failed]
+        if step.hints and step.status in ("failed", "error"):
+            lines += ["", f"*Hint:* {step.hints[0]}"]
+    return "\n".join(lines) + "\n"

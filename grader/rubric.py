@@ -1,0 +1,336 @@
+"""Load and validate the rubric (config.yaml) into typed objects, before any grading starts.
+
+Every problem is a `RubricError` naming the file, the key path (`steps[3].cases[1].seed`) and what
+was expected. Defaults live here, in `Defaults`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import RubricError
+
+KINDS = ("function", "class", "factory", "procedure")
+CHECKS = {
+    # name: kinds it applies to
+    "shape": KINDS,
+    "dtype": KINDS,
+    "values": KINDS,
+    "rows_sum_to_one": ("function", "class"),
+    "zero_above_diagonal": ("function",),
+    "zero_fraction": ("function",),
+    "survivors_scaled": ("function",),
+    "parameters": ("class", "factory"),
+    "init": ("class",),
+    "structure": ("factory",),
+    "param_count": ("factory", "class"),
+    "raises": ("class", "function", "factory"),
+}
+WEIGHTS = ("reference_init", "random")
+_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    step_timeout: float = 30.0  # seconds for one step's cases in the worker
+    load_timeout: float = 60.0  # seconds to start the worker and run the submission's code
+    weight_scale: float = 0.5  # random weights are randn * weight_scale
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    visible: bool
+    seed: int
+    args: dict[str, Any]  # constructor or call arguments by the signature's names (tensor specs)
+    inputs: tuple[Any, ...] = ()  # forward inputs (tensor specs), for class cases
+    weights: str | None = None  # "reference_init" | "random" | None (the student's own init)
+    mode: str = "eval"
+    replay: str | None = None  # an nn.ModuleList path whose modules are replaced by replays
+    raises: tuple[str, ...] = ()  # exception names the call must raise (a refusal case)
+    let: dict[str, Any] = field(default_factory=dict)  # named values built first, in order
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    points: float
+    cases: tuple[str, ...] = ()  # the cases it looks at; empty: all that apply
+    tolerance: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+    section: str
+    kind: str
+    signature: str
+    points: float
+    cases: tuple[Case, ...]
+    checks: tuple[Check, ...]
+    hints: tuple[str, ...] = ()
+    atol: float = Defaults.atol
+    rtol: float = Defaults.rtol
+    timeout: float = Defaults.step_timeout
+    parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    attributes: tuple[str, ...] = ()
+    shells: tuple[str, ...] = ()  # for procedures: the reference classes its arguments mimic
+    reference: str = ""  # the reference name, when it differs from the id
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return signature_names(self.signature)
+
+    @property
+    def reference_name(self) -> str:
+        return self.reference or self.id
+
+
+@dataclass(frozen=True)
+class Rubric:
+    path: str
+    title: str
+    reference: Path  # the reference solutions file
+    constants: dict[str, Any]
+    steps: tuple[Step, ...]
+    defaults: Defaults = Defaults()
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        known = ", ".join(s.id for s in self.steps)
+        raise KeyError(f"no step {step_id!r} in the rubric; the steps are: {known}")
+
+
+def signature_names(signature: str) -> tuple[str, ...]:
+    """The argument names of `name(a, b, c=1)`: ("a", "b", "c")."""
+    inside = signature[signature.index("(") + 1 : signature.rindex(")")]
+    return tuple(p.split("=")[0].strip() for p in inside.split(",") if p.strip())
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RubricError(where, "", "no such file; pass the course's config.yaml with --rubric") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RubricError(where, "", f"cannot be read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RubricError(where, "", f"is not valid YAML: {exc}") from None
+    return _Validator(where, path.parent).rubric(data)
+
+
+class _Validator:
+    def __init__(self, where: str, base: Path):
+        self.where = where
+        self.base = base
+
+    def fail(self, key_path: str, problem: str):
+        raise RubricError(self.where, key_path, problem)
+
+    # -- generic helpers
+
+    def mapping(self, data: Any, key_path: str, allowed: dict[str, bool]) -> dict:
+        """`data` as a dict whose keys are in `allowed` (name -> required)."""
+        if not isinstance(data, dict):
+            self.fail(key_path, f"expected a mapping, got {_kind(data)}")
+        for key in data:
+            if key not in allowed:
+                self.fail(_join(key_path, key), f"unknown key; expected one of: {', '.join(allowed)}")
+        for key, required in allowed.items():
+            if required and key not in data:
+                self.fail(_join(key_path, key), "missing required key")
+        return data
+
+    def typed(self, data: dict, key: str, key_path: str, types, what: str, default=None):
+        if key not in data:
+            return default
+        value = data[key]
+        if isinstance(value, bool) and bool not in _as_tuple(types):
+            self.fail(_join(key_path, key), f"expected {what}, got {_kind(value)}")
+        if not isinstance(value, types):
+            self.fail(_join(key_path, key), f"expected {what}, got {_kind(value)}")
+        return value
+
+    def number(self, data, key, key_path, default=None, minimum=0.0):
+        value = self.typed(data, key, key_path, (int, float), "a number", default)
+        if value is not None and value < minimum:
+            self.fail(_join(key_path, key), f"expected a number >= {minimum}, got {value}")
+        return value
+
+    def text(self, data, key, key_path, default=None):
+        return self.typed(data, key, key_path, str, "a string", default)
+
+    def strings(self, data, key, key_path) -> tuple[str, ...]:
+        value = self.typed(data, key, key_path, list, "a list of strings", [])
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fail(f"{_join(key_path, key)}[{index}]", f"expected a string, got {_kind(item)}")
+        return tuple(value)
+
+    # -- the rubric
+
+    def rubric(self, data: Any) -> Rubric:
+        data = self.mapping(
+            data, "", {"rubric": True, "title": False, "reference": True, "defaults": False,
+                       "constants": False, "steps": True},
+        )
+        version = data["rubric"]
+        if version != 1:
+            self.fail("rubric", f"expected format version 1, got {version!r}")
+        defaults = self.defaults(data.get("defaults", {}))
+        reference = self.base / self.text(data, "reference", "")
+        if not reference.is_file():
+            self.fail("reference", f"the reference solutions file {reference} does not exist")
+        constants = self.typed(data, "constants", "", dict, "a mapping of names to values", {})
+        steps_data = self.typed(data, "steps", "", list, "a list of steps")
+        if not steps_data:
+            self.fail("steps", "expected at least one step")
+        steps = tuple(self.step(s, f"steps[{i}]", defaults, constants) for i, s in enumerate(steps_data))
+        seen: set[str] = set()
+        for index, step in enumerate(steps):
+            if step.id in seen:
+                self.fail(f"steps[{index}].id", f"duplicate step id {step.id!r}")
+            seen.add(step.id)
+        return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps, defaults)
+
+    def defaults(self, data: Any) -> Defaults:
+        names = {"atol": False, "rtol": False, "step_timeout": False, "load_timeout": False,
+                 "weight_scale": False}
+        data = self.mapping(data, "defaults", names)
+        base = Defaults()
+        return Defaults(**{n: float(self.number(data, n, "defaults", getattr(base, n))) for n in names})
+
+    def step(self, data: Any, key_path: str, defaults: Defaults, constants: dict) -> Step:
+        data = self.mapping(data, key_path, {
+            "id": True, "title": True, "section": True, "kind": True, "signature": True,
+            "points": True, "cases": True, "checks": True, "hints": False, "atol": False,
+            "rtol": False, "timeout": False, "parameters": False, "attributes": False,
+            "shells": False, "reference": False,
+        })
+        step_id = self.text(data, "id", key_path)
+        if not _ID.match(step_id):
+            self.fail(f"{key_path}.id", f"expected a Python name, got {step_id!r}")
+        kind = self.text(data, "kind", key_path)
+        if kind not in KINDS:
+            self.fail(f"{key_path}.kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
+        signature = self.text(data, "signature", key_path)
+        if not re.match(r"^\w+\(.*\)$", signature):
+            self.fail(f"{key_path}.signature", f"expected `name(arg, ...)`, got {signature!r}")
+        names = signature_names(signature)
+        cases = self.typed(data, "cases", key_path, list, "a list of cases")
+        if not cases:
+            self.fail(f"{key_path}.cases", "expected at least one case")
+        cases = tuple(self.case(c, f"{key_path}.cases[{i}]", kind, names) for i, c in enumerate(cases))
+        case_names = [c.name for c in cases]
+        if len(set(case_names)) != len(case_names):
+            self.fail(f"{key_path}.cases", f"case names must be unique, got {case_names}")
+        checks = self.typed(data, "checks", key_path, list, "a list of checks")
+        checks = tuple(
+            self.check(c, f"{key_path}.checks[{i}]", kind, case_names) for i, c in enumerate(checks)
+        )
+        points = float(self.number(data, "points", key_path))
+        if abs(sum(c.points for c in checks) - points) > 1e-9:
+            self.fail(f"{key_path}.points", f"is {points:g}, but its checks' points add up to "
+                      f"{sum(c.points for c in checks):g}; make them agree")
+        parameters = self.typed(data, "parameters", key_path, dict, "a mapping name -> shape", {})
+        for name, shape in parameters.items():
+            if not isinstance(shape, list) or not all(isinstance(s, (str, int)) for s in shape):
+                self.fail(f"{key_path}.parameters.{name}", "expected a list of dimension names")
+        return Step(
+            id=step_id,
+            title=self.text(data, "title", key_path),
+            section=str(self.typed(data, "section", key_path, (str, int, float), "a section number")),
+            kind=kind,
+            signature=signature,
+            points=points,
+            cases=cases,
+            checks=checks,
+            hints=self.strings(data, "hints", key_path),
+            atol=float(self.number(data, "atol", key_path, defaults.atol)),
+            rtol=float(self.number(data, "rtol", key_path, defaults.rtol)),
+            timeout=float(self.number(data, "timeout", key_path, defaults.step_timeout)),
+            parameters={k: tuple(str(d) for d in v) for k, v in parameters.items()},
+            attributes=self.strings(data, "attributes", key_path),
+            shells=self.strings(data, "shells", key_path),
+            reference=self.text(data, "reference", key_path, ""),
+        )
+
+    def case(self, data: Any, key_path: str, kind: str, names: tuple[str, ...]) -> Case:
+        data = self.mapping(data, key_path, {
+            "name": True, "visible": False, "seed": False, "args": False, "inputs": False,
+            "weights": False, "mode": False, "replay": False, "raises": False, "let": False,
+        })
+        args = self.typed(data, "args", key_path, dict, "a mapping of argument names to values", {})
+        for name in args:
+            if name not in names:
+                self.fail(f"{key_path}.args.{name}", f"not an argument of the signature {names}")
+        weights = self.text(data, "weights", key_path)
+        if weights is not None and weights not in WEIGHTS:
+            self.fail(f"{key_path}.weights", f"expected one of {', '.join(WEIGHTS)}, got {weights!r}")
+        mode = self.text(data, "mode", key_path, "eval")
+        if mode not in ("eval", "train"):
+            self.fail(f"{key_path}.mode", f"expected eval or train, got {mode!r}")
+        inputs = self.typed(data, "inputs", key_path, list, "a list of tensor specs", [])
+        if inputs and kind != "class":
+            self.fail(f"{key_path}.inputs", "only class steps run forward on inputs")
+        return Case(
+            name=self.text(data, "name", key_path),
+            visible=self.typed(data, "visible", key_path, bool, "true or false", False),
+            seed=self.typed(data, "seed", key_path, int, "an integer seed", 0),
+            args=args,
+            inputs=tuple(inputs),
+            weights=weights,
+            mode=mode,
+            replay=self.text(data, "replay", key_path),
+            raises=self.strings(data, "raises", key_path),
+            let=self.typed(data, "let", key_path, dict, "a mapping of names to tensor specs", {}),
+        )
+
+    def check(self, data: Any, key_path: str, kind: str, case_names: list[str]) -> Check:
+        data = self.mapping(data, key_path, {"check": True, "points": True, "cases": False,
+                                             "tolerance": False})
+        name = self.text(data, "check", key_path)
+        if name not in CHECKS:
+            self.fail(f"{key_path}.check", f"unknown check {name!r}; expected one of {', '.join(CHECKS)}")
+        if kind not in CHECKS[name]:
+            self.fail(f"{key_path}.check", f"check {name!r} does not apply to a {kind} step")
+        cases = self.strings(data, "cases", key_path)
+        for case in cases:
+            if case not in case_names:
+                self.fail(f"{key_path}.cases", f"no case named {case!r} in this step")
+        tolerance = self.number(data, "tolerance", key_path)
+        return Check(name, float(self.number(data, "points", key_path)), cases,
+                     None if tolerance is None else float(tolerance))
+
+
+def _join(key_path: str, key: object) -> str:
+    return f"{key_path}.{key}" if key_path else str(key)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__) + (
+        f" ({value!r})" if isinstance(value, (bool, int, float, str)) else "")
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)

@@ -1,0 +1,226 @@
+"""The wire format between the grader and the worker that runs student code.
+
+No pickle, ever: a message is a JSON header followed by raw tensor bytes.
+
+    frame   = 8-byte big-endian header length | header (UTF-8 JSON) | blob bytes ...
+    value   = null | bool | int | float | str | [value, ...]            (a list)
+            | {"$tuple": [value, ...]} | {"$dict": [[str, value], ...]}
+            | {"$tensor": {"dtype": str, "shape": [int, ...], "blob": int}}
+
+The grader decodes what the worker sends into fresh, ordinary tensors that it builds itself from
+the bytes, checking every dtype, shape and length: whatever the student process does, what comes
+back is plain data. This module is loaded by both sides and imports only the standard library and
+torch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+
+import torch
+
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+_HEADER = struct.Struct(">Q")
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+
+class WireError(Exception):
+    """A frame or a value that breaks the format (the other side is broken or hostile)."""
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode(value: object) -> bytes:
+    """One frame holding `value`."""
+    blobs: list[bytes] = []
+    header = json.dumps(_pack(value, blobs, depth=0)).encode()
+    return b"".join([_HEADER.pack(len(header)), header, *blobs])
+
+
+def _pack(value: object, blobs: list[bytes], depth: int) -> object:
+    if depth > 32:
+        raise WireError("value nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)) and type(value) in (int, float):
+        return value
+    if isinstance(value, torch.Tensor):
+        return {"$tensor": _pack_tensor(value, blobs)}
+    if type(value) is tuple:
+        return {"$tuple": [_pack(item, blobs, depth + 1) for item in value]}
+    if type(value) is list:
+        return [_pack(item, blobs, depth + 1) for item in value]
+    if type(value) is dict:
+        return {"$dict": [[str(k), _pack(v, blobs, depth + 1)] for k, v in value.items()]}
+    raise WireError(f"cannot send a value of type {type(value).__name__}")
+
+
+def _pack_tensor(tensor: torch.Tensor, blobs: list[bytes]) -> dict:
+    # Plain Tensor methods, so that a subclass's overrides are not consulted.
+    plain = torch.Tensor.detach(tensor)
+    if plain.dtype not in _NAMES:
+        raise WireError(f"cannot send a tensor of dtype {plain.dtype}")
+    plain = torch.Tensor.contiguous(torch.Tensor.cpu(plain))
+    nbytes = plain.numel() * plain.element_size()
+    data = ctypes.string_at(plain.data_ptr(), nbytes) if nbytes else b""
+    blobs.append(data)
+    return {"dtype": _NAMES[plain.dtype], "shape": list(plain.shape), "blob": len(blobs) - 1}
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode(frame: bytes) -> object:
+    """The value in one frame, with every tensor rebuilt as a fresh, ordinary tensor."""
+    if len(frame) < _HEADER.size:
+        raise WireError("frame shorter than its header")
+    (header_len,) = _HEADER.unpack_from(frame)
+    start = _HEADER.size + header_len
+    if start > len(frame):
+        raise WireError("frame shorter than its header length says")
+    try:
+        header = json.loads(frame[_HEADER.size : start].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"header is not JSON: {exc}") from None
+    blobs = _split_blobs(frame, start)
+    return _unpack(header, blobs, depth=0)
+
+
+def _split_blobs(frame: bytes, start: int) -> _Blobs:
+    return _Blobs(memoryview(frame)[start:])
+
+
+class _Blobs:
+    """The blob bytes after the header, handed out in order as tensors claim them."""
+
+    def __init__(self, data: memoryview):
+        self.data = data
+        self.offset = 0
+        self.count = 0
+
+    def take(self, index: int, nbytes: int) -> bytes:
+        if index != self.count:
+            raise WireError("tensor blobs out of order")
+        end = self.offset + nbytes
+        if end > len(self.data):
+            raise WireError("tensor data shorter than its shape says")
+        chunk = bytes(self.data[self.offset : end])
+        self.offset, self.count = end, self.count + 1
+        return chunk
+
+
+def _unpack(node: object, blobs: _Blobs, depth: int) -> object:
+    if depth > 32:
+        raise WireError("value nested too deeply")
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    if isinstance(node, list):
+        return [_unpack(item, blobs, depth + 1) for item in node]
+    if isinstance(node, dict) and len(node) == 1:
+        ((tag, body),) = node.items()
+        if tag == "$tuple" and isinstance(body, list):
+            return tuple(_unpack(item, blobs, depth + 1) for item in body)
+        if tag == "$dict" and isinstance(body, list):
+            return {str(k): _unpack(v, blobs, depth + 1) for k, v in body}
+        if tag == "$tensor" and isinstance(body, dict):
+            return _unpack_tensor(body, blobs)
+    raise WireError(f"unexpected value in frame: {str(node)[:80]}")
+
+
+def _unpack_tensor(body: dict, blobs: _Blobs) -> torch.Tensor:
+    dtype = DTYPES.get(body.get("dtype"))  # type: ignore[arg-type]
+    shape = body.get("shape")
+    if dtype is None:
+        raise WireError(f"unknown tensor dtype {body.get('dtype')!r}")
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise WireError(f"bad tensor shape {shape!r}")
+    numel = 1
+    for n in shape:
+        numel *= n
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    data = blobs.take(body.get("blob"), numel * itemsize)  # type: ignore[arg-type]
+    if numel == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape).clone()
+
+
+# ---------------------------------------------------------------- framing over file descriptors
+
+
+def write_frame(fd: int, frame: bytes) -> None:
+    view = memoryview(frame)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_frame(fd: int, deadline_read=None) -> bytes:
+    """Read one frame from `fd`; `deadline_read(fd, n)` may replace os.read to enforce a timeout."""
+    read = deadline_read or _read_exactly
+    head = read(fd, _HEADER.size)
+    (header_len,) = _HEADER.unpack(head)
+    if header_len > MAX_FRAME_BYTES:
+        raise WireError("frame header too large")
+    header = read(fd, header_len)
+    blob_bytes = _blob_length(header)
+    if header_len + blob_bytes > MAX_FRAME_BYTES:
+        raise WireError("frame too large")
+    return head + header + read(fd, blob_bytes)
+
+
+def _blob_length(header: bytes) -> int:
+    """How many blob bytes follow a header: the sum of its tensors' sizes."""
+    try:
+        node = json.loads(header.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"header is not JSON: {exc}") from None
+    total = 0
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            body = item.get("$tensor")
+            if isinstance(body, dict):
+                dtype = DTYPES.get(body.get("dtype"))
+                shape = body.get("shape")
+                if dtype is None or not isinstance(shape, list):
+                    raise WireError("bad tensor in header")
+                numel = 1
+                for n in shape:
+                    if type(n) is not int or n < 0:
+                        raise WireError("bad tensor shape in header")
+                    numel *= n
+                total += numel * torch.empty((), dtype=dtype).element_size()
+            else:
+                stack.extend(item.values())
+    return total
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the channel")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,208 @@
+"""The worker: the only code that runs student code. It is a separate Python process.
+
+Started by `grader.sandbox` as `python -I worker.py REQUEST_FD REPLY_FD`, in an empty temporary
+directory, so neither the grader nor the reference solutions are on its path. It executes the
+submission's code, then answers the grader's requests: call this name on these inputs, hand back
+what it returned as plain tensor data (see `grader.wire`). It judges nothing: every comparison
+happens in the grader's process.
+
+It imports nothing of the grader but `wire.py` and `shells.py`, loaded by file path.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+
+MAX_MESSAGE = 2000  # characters of an exception message that are sent back
+
+
+def _load_sibling(name: str):
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_attention_grader_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Worker:
+    def __init__(self, request_fd: int, reply_fd: int):
+        import torch
+
+        self.torch = torch
+        self.wire = _load_sibling("wire")
+        self.shells = _load_sibling("shells")
+        self.request_fd, self.reply_fd = request_fd, reply_fd
+        self.namespace: dict = {}
+        self.labels: dict[str, str] = {}  # compiled filename -> what the student calls it
+        self.sources: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------ the conversation
+
+    def serve(self) -> None:
+        while True:
+            try:
+                frame = self.wire.read_frame(self.request_fd)
+            except EOFError:
+                return
+            request = self.wire.decode(frame)
+            op = request.get("op")
+            if op == "bye":
+                return
+            handler = {"load": self.load, "step": self.step}.get(op)
+            reply = handler(request) if handler else {"error": f"unknown op {op!r}"}
+            self.wire.write_frame(self.reply_fd, self.wire.encode(reply))
+
+    # ------------------------------------------------------------ loading the submission
+
+    def load(self, request: dict) -> dict:
+        """Execute the submission's chunks (a .py file, or a notebook's code cells) in order."""
+        self.namespace = {"__name__": request["module_name"], "__builtins__": builtins}
+        errors = []
+        for chunk in request["chunks"]:
+            filename, code = chunk["filename"], chunk["code"]
+            self.labels[filename] = chunk["label"]
+            self.sources[filename] = code.splitlines()
+            try:
+                compiled = compile(code, filename, "exec")
+                exec(compiled, self.namespace)  # noqa: S102 - running student code is the job
+            except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
+                errors.append(self.describe(exc, default_label=chunk["label"]))
+        defined = sorted(name for name in self.namespace if not name.startswith("__"))
+        return {"errors": errors, "defined": defined}
+
+    # ------------------------------------------------------------ one step
+
+    def step(self, request: dict) -> dict:
+        target = self.namespace.get(request["target"])
+        if target is None:
+            return {"missing": True}
+        kind = request["kind"]
+        run = {"function": self.call_function, "build": self.build_module,
+               "procedure": self.call_procedure}[kind]
+        results = []
+        for case in request["cases"]:
+            self.torch.manual_seed(case.get("seed", 0))
+            try:
+                results.append({"ok": True, **run(target, case)})
+            except BaseException as exc:  # noqa: BLE001
+                results.append({"ok": False, "error": self.describe(exc)})
+        return {"missing": False, "results": results}
+
+    def call_function(self, fn, case: dict) -> dict:
+        with self.torch.no_grad():
+            output = fn(*case["args"], **case.get("kwargs", {}))
+        return {"output": self.plain(output)}
+
+    def call_procedure(self, fn, case: dict) -> dict:
+        """Call `fn` on shell modules; send back what it returned and the shells' parameters."""
+        shells = [self.shells.build_shell(s["class"], s["layout"]) for s in case["shells"]]
+        returned = fn(*shells)
+        after = [{name: self.plain(p) for name, p in shell.named_parameters()} for shell in shells]
+        return {"output": self.plain(returned), "shells": after}
+
+    def build_module(self, target, case: dict) -> dict:
+        """Construct (a class or a factory), describe, load the grader's weights, run forward."""
+        torch = self.torch
+        module = target(*case.get("args", []), **case.get("kwargs", {}))
+        if not isinstance(module, torch.nn.Module):
+            return {"not_module": type(module).__name__}
+        reply: dict = {
+            "class": type(module).__name__,
+            "parameters": [[n, list(p.shape), str(p.dtype)] for n, p in module.named_parameters()],
+            "buffers": [[n, list(b.shape)] for n, b in module.named_buffers()],
+            "state_keys": list(module.state_dict().keys()),
+            "attributes": {a: self.plain_attribute(module, a) for a in case.get("attributes", [])},
+        }
+        if case.get("send_parameters"):
+            reply["parameter_values"] = {n: self.plain(p) for n, p in module.named_parameters()}
+        weights = case.get("weights")
+        if weights:
+            problem = self.load_weights(module, weights)
+            if problem:
+                reply["load_error"] = problem
+                return reply
+        module.train(case.get("mode") == "train")
+        outputs = []
+        for index, x in enumerate(case.get("inputs", [])):
+            replay = case.get("replay")
+            if replay:
+                self.shells.install_replays(module, replay["path"], replay["outputs"][index])
+            with torch.no_grad():
+                outputs.append(self.plain(module(x)))
+        reply["outputs"] = outputs
+        return reply
+
+    def load_weights(self, module, weights: dict) -> str | None:
+        """Copy the grader's weights into the parameters the contract names; say what is off."""
+        params = dict(module.named_parameters())
+        for name, value in weights.items():
+            if name not in params:
+                return f"no parameter named `{name}`"
+            if tuple(params[name].shape) != tuple(value.shape):
+                return f"`{name}` has shape {tuple(params[name].shape)}"
+        with self.torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        return None
+
+    # ------------------------------------------------------------ plain data out
+
+    def plain(self, value, depth: int = 0):
+        torch = self.torch
+        if depth > 8:
+            return {"$object": "deeply nested value"}
+        if isinstance(value, torch.Tensor):
+            return torch.Tensor.clone(torch.Tensor.detach(value))  # a snapshot, not a live view
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if type(value) in (tuple, list):
+            items = [self.plain(v, depth + 1) for v in value]
+            return tuple(items) if type(value) is tuple else items
+        return {"$object": type(value).__name__}
+
+    def plain_attribute(self, module, name: str):
+        value = getattr(module, name, None)
+        if isinstance(value, self.torch.nn.Module):
+            return {"$module": type(value).__name__, "p": getattr(value, "p", None)}
+        return self.plain(value)
+
+    # ------------------------------------------------------------ errors, located in their code
+
+    def describe(self, exc: BaseException, default_label: str = "") -> dict:
+        location, code_line = default_label, ""
+        frames = traceback.extract_tb(exc.__traceback__)
+        if isinstance(exc, SyntaxError) and exc.filename in self.labels:
+            location, code_line = self.where(exc.filename, exc.lineno or 0)
+        for frame in frames:
+            if frame.filename in self.labels:
+                location, code_line = self.where(frame.filename, frame.lineno or 0)
+        message = str(exc)
+        if isinstance(exc, SyntaxError):
+            message = exc.msg
+        return {
+            "type": type(exc).__name__,
+            "message": message[:MAX_MESSAGE],
+            "location": location,
+            "code": code_line,
+            "not_implemented": isinstance(exc, NotImplementedError),
+        }
+
+    def where(self, filename: str, lineno: int) -> tuple[str, str]:
+        label = self.labels[filename]
+        lines = self.sources.get(filename, [])
+        code = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+        return (f"{label}, line {lineno}" if label else f"line {lineno}"), code
+
+
+def main(argv: list[str]) -> int:
+    request_fd, reply_fd = int(argv[1]), int(argv[2])
+    Worker(request_fd, reply_fd).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
