@@ -40,7 +40,10 @@ class Outcome:
     def title(self) -> str:
         case = self.case
         seen = "case" if case.visible else "hidden case"
-        return f"{seen} `{case.name}` (seed {case.seed})"
+        return f"{seen} `{case.name}`" + (f" (seed {case.seed})" if case.seed else "")
+
+
+NOT_JUDGED = "not judged: "
 
 
 class CheckFailed(Exception):
@@ -56,7 +59,7 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
         blocked = _blocking(check, results)
         if blocked:
             results[check.check] = CheckResult(check.check, False, 0.0, check.points,
-                                               f"not judged: `{blocked}` must pass first")
+                                               f"{NOT_JUDGED}`{blocked}` must pass first")
             continue
         chosen = [o for o in outcomes if _applies(check, o)]
         try:

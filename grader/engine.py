@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 from . import __version__
 from .cases import Expected, PreparedStep, Preparer, load_reference
-from .checks import OUTPUT_CHECKS, Outcome, run_checks
+from .checks import NOT_JUDGED, OUTPUT_CHECKS, Outcome, run_checks
 from .models import CheckResult, Report, StepResult, total
 from .rubric import Rubric, Step, load_rubric
 from .sandbox import LoadResult, Worker, WorkerDied, WorkerTimeout
@@ -108,7 +109,7 @@ class Session:
             self._discard()
             return _result(step, "error", f"While running `{step.id}`, {died}.",
                            seconds=time.monotonic() - started)
-        return judge(prepared, reply, self.load, time.monotonic() - started)
+        return judge(prepared, reply, self.load, time.monotonic() - started, self.submission)
 
     def _discard(self) -> None:
         if self.worker is not None:
@@ -131,9 +132,16 @@ class Session:
 # ------------------------------------------------------------------------------ judging a step
 
 
-def judge(prepared: PreparedStep, reply: dict, load: LoadResult | None, seconds: float) -> StepResult:
+def judge(prepared: PreparedStep, reply: dict, load: LoadResult | None, seconds: float,
+          submission: Submission | None = None) -> StepResult:
     step = prepared.step
     if reply.get("missing"):
+        error = _definition_error(step, load, submission)
+        if error:
+            return _result(step, "error", f"`{step.id}` was never defined: the code that defines it "
+                           f"raised {_error_text(error)} at {error['location']}"
+                           + (f":\n    {error['code']}" if error["code"] else "."),
+                           location=error["location"], seconds=seconds)
         return _result(step, "missing", _missing_text(step, load), seconds=seconds)
     outcomes = [Outcome(e, r) for e, r in zip(prepared.expected, reply["results"])]
     errors = [o for o in outcomes if not o.obtained["ok"] and not o.case.raises]
@@ -163,13 +171,14 @@ def judge(prepared: PreparedStep, reply: dict, load: LoadResult | None, seconds:
     failed = [c for c in checks if not c.passed]
     if not failed:
         return _result(step, "passed", "All checks passed.", checks, seconds=seconds)
-    feedback = "\n".join(f"{c.name}: {c.message}" for c in failed)
+    judged = [c for c in failed if not c.message.startswith(NOT_JUDGED)]
+    feedback = "\n".join(f"{c.name}: {c.message}" for c in judged)
     return _result(step, "failed", feedback, checks, seconds=seconds)
 
 
 def _not_judged(check: CheckResult, step: Step, error: Outcome) -> CheckResult:
     return CheckResult(check.name, False, 0.0, check.max_score,
-                       f"not judged: your code raised an error on {error.title}")
+                       f"{NOT_JUDGED}your code raised an error on {error.title}")
 
 
 def _result(step: Step, status: str, feedback: str, checks=(), *, location=None,
@@ -180,11 +189,21 @@ def _result(step: Step, status: str, feedback: str, checks=(), *, location=None,
                       checks, step.hints, None, location, round(seconds, 3))
 
 
+def _definition_error(step: Step, load: LoadResult | None, submission: Submission | None):
+    """The load error of the chunk that should have defined the step's name, if any."""
+    if not load or not submission:
+        return None
+    pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(step.id)}\b", re.MULTILINE)
+    defining = {c.filename for c in submission.chunks if pattern.search(c.code)}
+    return next((e for e in load.errors if e.get("filename") in defining), None)
+
+
 def _missing_text(step: Step, load: LoadResult | None) -> str:
     text = f"Your submission does not define `{step.id}`; expected `{step.signature}`."
     if load and load.errors:
-        text += (" Some of your code raised an error while loading (see the notes), which may be "
-                 "why.")
+        error = load.errors[0]
+        text += (f" While your code was loading, {error['location'] or 'it'} raised "
+                 f"{_error_text(error)}, which may be why.")
     near = [n for n in (load.defined if load else ()) if n.lower() == step.id.lower()]
     if near:
         text += f" Did you mean to call `{near[0]}` `{step.id}`? Names are case-sensitive."

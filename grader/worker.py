@@ -70,7 +70,8 @@ class Worker:
                 compiled = compile(code, filename, "exec")
                 exec(compiled, self.namespace)  # noqa: S102 - running student code is the job
             except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
-                errors.append(self.describe(exc, default_label=chunk["label"]))
+                errors.append({**self.describe(exc, default_label=chunk["label"]),
+                               "filename": filename})
         defined = sorted(name for name in self.namespace if not name.startswith("__"))
         return {"errors": errors, "defined": defined}
 

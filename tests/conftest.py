@@ -5,3 +5,52 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+import json  # noqa: E402
+
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+
+from grader import grade, load_rubric  # noqa: E402
+from grader.authoring import parse_percent, to_notebook  # noqa: E402
+
+SOLUTIONS = REPO_ROOT / "solutions" / "attention.py"
+EXERCISES = REPO_ROOT / "exercises"
+RUBRIC = REPO_ROOT / "config.yaml"
+SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+
+
+@pytest.fixture(scope="session")
+def rubric():
+    return load_rubric(RUBRIC)
+
+
+@pytest.fixture(scope="session")
+def solution_source() -> str:
+    return SOLUTIONS.read_text()
+
+
+def write_notebook(path: Path, cells: list[tuple[str, str]]) -> Path:
+    """A notebook of ("code" | "markdown", source) cells."""
+    nb = nbformat.v4.new_notebook()
+    for index, (kind, source) in enumerate(cells, start=1):
+        make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+        nb.cells.append(make(source, id=f"cell-{index}"))
+    nbformat.write(nb, path)
+    return path
+
+
+def solutions_notebook(path: Path) -> Path:
+    nbformat.write(to_notebook(parse_percent(SOLUTIONS.read_text())), path)
+    return path
+
+
+def statuses(report) -> dict[str, str]:
+    return {step.id: step.status for step in report.steps}
+
+
+def not_passed(report) -> set[str]:
+    return {step.id for step in report.steps if step.status != "passed"}
+
+
+__all__ = ["grade", "json", "solutions_notebook", "statuses", "not_passed", "write_notebook"]

@@ -1,0 +1,66 @@
+"""The two ends of the scale: the reference solutions score full marks, the stubs score zero."""
+
+import json
+import subprocess
+import sys
+
+from conftest import EXERCISES, REPO_ROOT, RUBRIC, SOLUTIONS, grade, solutions_notebook, statuses
+
+
+def test_reference_solutions_py_score_full_marks(rubric):
+    report = grade(SOLUTIONS, rubric=rubric)
+    assert [s.id for s in report.steps] == [s.id for s in rubric.steps]
+    assert set(statuses(report).values()) == {"passed"}, [s.feedback for s in report.steps if not s.passed]
+    assert report.score == report.max_score == sum(s.points for s in rubric.steps)
+
+
+def test_reference_solutions_notebook_score_full_marks(rubric, tmp_path):
+    report = grade(solutions_notebook(tmp_path / "solutions.ipynb"), rubric=rubric)
+    assert report.score == report.max_score
+    assert all(step.passed for step in report.steps)
+
+
+def test_untouched_stubs_score_zero_with_not_implemented_everywhere(rubric):
+    for stub in (EXERCISES / "attention.py", EXERCISES / "attention.ipynb"):
+        report = grade(stub, rubric=rubric)
+        assert report.score == 0
+        assert set(statuses(report).values()) == {"not_implemented"}, stub
+        step = report.steps[0]
+        assert "NotImplementedError" in step.feedback
+
+
+def test_stub_feedback_points_at_the_line_to_replace():
+    report = grade(EXERCISES / "attention.ipynb", rubric=RUBRIC)
+    step = next(s for s in report.steps if s.id == "softmax_naive")
+    assert "cell" in step.feedback and "line" in step.feedback
+
+
+def test_cli_exit_codes_and_json_report():
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True,
+                              text=True, cwd=REPO_ROOT, timeout=120)
+
+    full = run("check", str(SOLUTIONS), "--format", "json")
+    assert full.returncode == 0, full.stderr
+    data = json.loads(full.stdout)
+    assert data["score"] == data["max_score"] > 0
+    step = data["steps"][0]
+    assert {"id", "status", "score", "max_score", "mistake", "feedback"} <= set(step)
+    assert step["mistake"] is None
+
+    stubs = run("check", str(EXERCISES / "attention.py"))
+    assert stubs.returncode == 1
+    assert "Score: 0 / " in stubs.stdout and "not implemented" in stubs.stdout
+
+    bad_usage = run("check")
+    assert bad_usage.returncode == 2
+    assert "submission" in bad_usage.stderr
+
+
+def test_markdown_report_has_a_table_row_per_step(rubric):
+    from grader.report import render_markdown
+
+    text = render_markdown(grade(EXERCISES / "attention.py", rubric=rubric))
+    for step in rubric.steps:
+        assert f"`{step.id}`" in text
+    assert "**Score: 0 / 88**" in text
