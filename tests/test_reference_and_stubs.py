@@ -64,3 +64,51 @@ def test_markdown_report_has_a_table_row_per_step(rubric):
     for step in rubric.steps:
         assert f"`{step.id}`" in text
     assert "**Score: 0 / 88**" in text
+
+
+def test_bad_inputs_get_one_clear_message_and_a_complete_report(tmp_path, rubric):
+    cases = {
+        "absent.ipynb": None,
+        "folder": "dir",
+        "notes.txt": "print('hi')",
+        "empty.py": "",
+        "broken.ipynb": '{"cells": [',
+        "latin1.py": "# caf\xe9\n".encode("latin-1"),
+        "not_a_notebook.ipynb": '{"hello": 1}',
+    }
+    expected = {
+        "absent.ipynb": "no such file",
+        "folder": "is a folder",
+        "notes.txt": "unknown file type '.txt'",
+        "empty.py": "is empty",
+        "broken.ipynb": "its JSON is broken at line 1",
+        "latin1.py": "not UTF-8",
+        "not_a_notebook.ipynb": "not a Jupyter notebook",
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content == "dir":
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content is not None:
+            path.write_text(content)
+        report = grade(path, rubric=rubric)
+        assert len(report.steps) == len(rubric.steps), name
+        assert {s.status for s in report.steps} == {"missing"}, name
+        (note,) = report.notes
+        assert expected[name] in note, (name, note)
+
+
+def test_grader_failures_exit_2_and_name_the_problem(tmp_path):
+    bad_rubric = tmp_path / "config.yaml"
+    bad_rubric.write_text("rubric: 1\nsteps: oops\n")
+    result = subprocess.run([sys.executable, "-m", "grader", "check", str(SOLUTIONS), "--rubric",
+                             str(bad_rubric)], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=120)
+    assert result.returncode == 2
+    assert f"{bad_rubric}: reference: missing required key" in result.stderr
+    unknown_step = subprocess.run([sys.executable, "-m", "grader", "check", str(SOLUTIONS), "--step",
+                                   "nope"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert unknown_step.returncode == 2
+    assert "no step 'nope'" in unknown_step.stderr
