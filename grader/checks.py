@@ -103,6 +103,9 @@ def expected_and_obtained(step: Step, outcome: Outcome) -> list[tuple[str, torch
     """(label, expected tensor, obtained value) triples for one case, structure checked."""
     expected, obtained = outcome.expected.output, outcome.obtained
     if step.kind == "class":
+        if "outputs" not in obtained:
+            raise CheckFailed(f"{outcome.title}: not run, since the grader could not give your module "
+                              f"its weights: {obtained.get('load_error', 'unknown problem')}")
         exp_leaves = [(f"forward output {i}" if len(expected) > 1 else "forward output", e)
                       for i, e in enumerate(expected)]
         got = obtained.get("outputs", [])
