@@ -15,8 +15,8 @@ from pathlib import Path
 
 from . import __version__
 from .models import Report, StepResult, total
-from .rubric import Rubric, Step, load_rubric
-from .sandbox import LoadResult, Worker, WorkerDied, WorkerTimeout
+from .rubric import LIMIT_KEYS, Rubric, Step, load_rubric
+from .sandbox import Limits, LoadResult, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
 DEFAULT_RUBRIC = Path(__file__).resolve().parent.parent / "config.yaml"
@@ -69,10 +69,15 @@ class Session:
         self.load_failure: tuple[str, str] | None = None  # (status, feedback) for every step
         self.load_errors: tuple[dict, ...] = ()  # what the code raised the first time it ran
         self.restarts = 0
+        self.deadline = time.monotonic() + rubric.defaults.submission_timeout
+        self.printed: list[str] = []  # output of workers that were stopped, for the notes
         self._start()
 
     def _start(self) -> None:
-        self.worker = Worker(self.submission)
+        defaults = self.rubric.defaults
+        limits = Limits(**{key: getattr(defaults, key) for key in LIMIT_KEYS})
+        # The reference solutions' folder is hidden from the worker where the platform allows.
+        self.worker = Worker(self.submission, limits, hide=(str(self.rubric.reference.parent),))
         self.worker.start()
         self.load = None
 
@@ -92,8 +97,10 @@ class Session:
                                  "(is there an endless loop or a long training run at the top "
                                  "level?), so no step could be graded.")
         except WorkerDied as died:
-            self.load_failure = ("error", f"While your code was loading, {died}. "
-                                 "Remove any exit() or sys.exit() calls and try again.")
+            self.load_failure = ("error", f"While your code was loading, {died.reason}. Nothing "
+                                 "could be graded; look for exit() calls or code that crashes at "
+                                 "the top level.")
+            self._keep_output()
 
     def run(self, prepared) -> StepResult:
         step = prepared.step
@@ -103,20 +110,34 @@ class Session:
             status, feedback = self.load_failure
             return result_for(step, status, feedback)
         started = time.monotonic()
+        left = self.deadline - started
+        if left <= 0:
+            return result_for(step, "timeout", "Not run: the submission used up its "
+                              f"{self.rubric.defaults.submission_timeout:g} s in all.")
+        timeout = min(step.timeout, left)
+        request = {**prepared.request, "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
+                                                  "cpu_seconds": step.cpu_seconds}}
         try:
-            reply = self.worker.request(prepared.request, step.timeout)
+            reply = self.worker.request(request, timeout)
         except WorkerTimeout:
             self._discard()
-            return result_for(step, "timeout", f"`{step.id}` did not finish within "
-                           f"{step.timeout:g} s on the grader's cases; look for an endless loop.",
-                           seconds=time.monotonic() - started)
+            return result_for(step, "timeout", f"`{step.id}` did not finish within {timeout:g} s "
+                              "on the grader's cases, so it was stopped; look for an endless loop. "
+                              "The other steps were still graded.",
+                              seconds=time.monotonic() - started)
         except WorkerDied as died:
+            seconds = time.monotonic() - started
+            self._keep_output()
             self._discard()
-            return result_for(step, "error", f"While running `{step.id}`, {died}.",
-                           seconds=time.monotonic() - started)
+            return result_for(step, "error", f"While running `{step.id}`, {died.reason} after "
+                              f"{seconds:.1f} s. The other steps were still graded.", seconds=seconds)
         from .judge import judge
 
         return judge(prepared, reply, self.load, time.monotonic() - started, self.submission)
+
+    def _keep_output(self) -> None:
+        if self.worker is not None and self.worker.printed is not None and self.worker.printed.total:
+            self.printed.append(self.worker.output())
 
     def _discard(self) -> None:
         if self.worker is not None:
@@ -129,6 +150,8 @@ class Session:
         for error in self.load_errors:
             notes.append(f"{error['location'] or 'your file'} raised {error_text(error)}; "
                          "the code after it in that cell or file did not run.")
+        for output in self.printed[:1]:
+            notes.append(f"What your code printed before it was stopped:\n{output}")
         return notes
 
     def close(self) -> None:

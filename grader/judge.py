@@ -43,9 +43,11 @@ def judge(prepared: PreparedStep, reply: dict, load: LoadResult | None, seconds:
         checks = run_checks(step, [o for o in outcomes if o.obtained["ok"] or o.case.raises])
         checks = [_not_judged(c, step, errors[0]) if c.name in OUTPUT_CHECKS else c for c in checks]
         error = errors[0].obtained["error"]
+        memory = (f" It ran out of memory (the limit is {step.memory_mb:,} MB)."
+                  if error.get("out_of_memory") else "")
         feedback = (f"On {errors[0].title}, your code raised {error_text(error)}"
                     + (f" at {error['location']}" if error["location"] else "")
-                    + (f":\n    {error['code']}" if error["code"] else "."))
+                    + (f":\n    {error['code']}" if error["code"] else ".") + memory)
         return result_for(step, "error", feedback, checks, location=error["location"] or None,
                        seconds=seconds)
     checks = run_checks(step, outcomes)

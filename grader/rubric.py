@@ -39,9 +39,20 @@ _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Defaults:
     atol: float = 1e-5
     rtol: float = 1e-4
-    step_timeout: float = 30.0  # seconds for one step's cases in the worker
-    load_timeout: float = 60.0  # seconds to start the worker and run the submission's code
+    step_timeout: float = 30.0  # wall-clock seconds for one step's cases in the worker
+    load_timeout: float = 60.0  # wall-clock seconds to start the worker and run the submission's code
+    submission_timeout: float = 300.0  # wall-clock seconds for everything of one submission
     weight_scale: float = 0.5  # random weights are randn * weight_scale
+    # Limits of the worker process that runs student code (see grader/confine.py)
+    cpu_seconds: float = 120.0  # CPU time of one worker process
+    memory_mb: int = 2048  # address space; torch itself needs about 700 MB
+    file_size_mb: int = 16  # the largest file it may write
+    output_kb: int = 1024  # what it may print, in all, before it is stopped
+    processes: int = 32  # processes and threads it may run (when the grader runs as root)
+    open_files: int = 256
+
+
+LIMIT_KEYS = ("cpu_seconds", "memory_mb", "file_size_mb", "output_kb", "processes", "open_files")
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,8 @@ class Step:
     atol: float = Defaults.atol
     rtol: float = Defaults.rtol
     timeout: float = Defaults.step_timeout
+    memory_mb: int = Defaults.memory_mb  # per-step limits, lower than or equal to the defaults
+    cpu_seconds: float = Defaults.cpu_seconds
     parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     attributes: tuple[str, ...] = ()
     shells: tuple[str, ...] = ()  # for procedures: the reference classes its arguments mimic
@@ -211,18 +224,24 @@ class _Validator:
         return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps, defaults)
 
     def defaults(self, data: Any) -> Defaults:
-        names = {"atol": False, "rtol": False, "step_timeout": False, "load_timeout": False,
-                 "weight_scale": False}
-        data = self.mapping(data, "defaults", names)
         base = Defaults()
-        return Defaults(**{n: float(self.number(data, n, "defaults", getattr(base, n))) for n in names})
+        names = dict.fromkeys(base.__dataclass_fields__, False)
+        data = self.mapping(data, "defaults", names)
+        values = {}
+        for name in names:
+            kind = type(getattr(base, name))
+            value = self.number(data, name, "defaults", getattr(base, name))
+            if kind is int and value != int(value):
+                self.fail(f"defaults.{name}", f"expected a whole number, got {value}")
+            values[name] = kind(value)
+        return Defaults(**values)
 
     def step(self, data: Any, key_path: str, defaults: Defaults, constants: dict) -> Step:
         data = self.mapping(data, key_path, {
             "id": True, "title": True, "section": True, "kind": True, "signature": True,
             "points": True, "cases": True, "checks": True, "hints": False, "atol": False,
             "rtol": False, "timeout": False, "parameters": False, "attributes": False,
-            "shells": False, "reference": False,
+            "shells": False, "reference": False, "memory_mb": False, "cpu_seconds": False,
         })
         step_id = self.text(data, "id", key_path)
         if not _ID.match(step_id):
@@ -249,6 +268,11 @@ class _Validator:
         if abs(sum(c.points for c in checks) - points) > 1e-9:
             self.fail(f"{key_path}.points", f"is {points:g}, but its checks' points add up to "
                       f"{sum(c.points for c in checks):g}; make them agree")
+        for name in ("memory_mb", "cpu_seconds"):
+            value = self.number(data, name, key_path)
+            if value is not None and value > getattr(defaults, name):
+                self.fail(f"{key_path}.{name}", f"is {value:g}, above defaults.{name} "
+                          f"({getattr(defaults, name):g}); a step may only tighten a limit")
         parameters = self.typed(data, "parameters", key_path, dict, "a mapping name -> shape", {})
         for name, shape in parameters.items():
             if not isinstance(shape, list) or not all(isinstance(s, (str, int)) for s in shape):
@@ -266,6 +290,8 @@ class _Validator:
             atol=float(self.number(data, "atol", key_path, defaults.atol)),
             rtol=float(self.number(data, "rtol", key_path, defaults.rtol)),
             timeout=float(self.number(data, "timeout", key_path, defaults.step_timeout)),
+            memory_mb=int(self.number(data, "memory_mb", key_path, defaults.memory_mb)),
+            cpu_seconds=float(self.number(data, "cpu_seconds", key_path, defaults.cpu_seconds)),
             parameters={k: tuple(str(d) for d in v) for k, v in parameters.items()},
             attributes=self.strings(data, "attributes", key_path),
             shells=self.strings(data, "shells", key_path),

@@ -1,22 +1,29 @@
-"""The grader's side of the worker: start it, send it requests, receive plain data, with timeouts.
+"""The grader's side of the worker: start it, send it requests, receive plain data, with limits.
 
 The worker (`worker.py`) is a separate Python process started with `-I` (isolated: no user site,
 no PYTHONPATH, not even its own folder on sys.path) in an empty temporary directory, with a scrubbed
-environment. It talks over two pipes of its own; whatever the student's code prints goes to a file,
-never into the channel. Everything it sends back is decoded by `grader.wire` into fresh tensors.
+environment. Before it imports torch or runs any student code it confines itself (`confine.py`:
+resource limits, namespaces, an unprivileged uid of its own when the grader runs as root) and says
+`ready`; a worker that dies before that is the grader's failure, never the student's.
+
+It talks over two pipes of its own. Whatever the student's code prints goes to a third pipe, which a
+thread here drains, keeping only the first and last few KB and stopping the worker once it has
+printed more than the limit. Everything it sends back is decoded by `grader.wire` into fresh tensors.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import wire
@@ -24,7 +31,25 @@ from .errors import InternalError
 from .submission import Submission
 
 WORKER = Path(__file__).with_name("worker.py")
-PRINTED_TAIL = 2000  # characters of the student's printed output kept for the report
+KEEP_PRINTED = 2048  # bytes of the head and of the tail of the student's output that are kept
+READY_TIMEOUT = 120.0  # seconds for the worker to start and import torch
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one worker process may use; `grader.rubric.Defaults` holds the defaults."""
+
+    cpu_seconds: float = 120.0
+    memory_mb: int = 2048
+    file_size_mb: int = 16
+    output_kb: int = 1024
+    processes: int = 32
+    open_files: int = 256
+
+    def for_worker(self) -> dict:
+        return {"cpu_seconds": self.cpu_seconds, "memory_mb": self.memory_mb,
+                "file_size_mb": self.file_size_mb, "processes": self.processes,
+                "open_files": self.open_files}
 
 
 class WorkerTimeout(Exception):
@@ -34,24 +59,28 @@ class WorkerTimeout(Exception):
 
 
 class WorkerDied(Exception):
-    """The worker process ended without answering (os._exit, a crash, a kill)."""
+    """The worker process ended without answering (os._exit, a crash, a limit, a kill)."""
 
-    def __init__(self, returncode: int | None, printed: str):
-        self.returncode = returncode
-        self.printed = printed
-        super().__init__(describe_exit(returncode))
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
-def describe_exit(returncode: int | None) -> str:
+def describe_exit(returncode: int | None, limits: Limits) -> str:
     if returncode is None:
-        return "the process stopped answering"
+        return "the Python process stopped answering"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        hint = {"SIGSEGV": " (a segmentation fault)", "SIGKILL": " (killed, often for memory)"}
-        return f"the Python process was ended by {name}{hint.get(name, '')}"
+        explained = {
+            "SIGSEGV": "a segmentation fault (a crash in native code)",
+            "SIGXCPU": f"its CPU time limit ({limits.cpu_seconds:g} s)",
+            "SIGKILL": "SIGKILL (killed, often for using too much memory)",
+            "SIGABRT": "SIGABRT (an abort in native code)",
+        }
+        return f"the Python process was ended by {explained.get(name, name)}"
     return f"the Python process exited with code {returncode}"
 
 
@@ -60,17 +89,19 @@ class LoadResult:
     errors: tuple[dict, ...]  # exceptions raised while running the submission's code
     defined: tuple[str, ...]  # the names it defined
     seconds: float
+    sandbox: dict = field(default_factory=dict)  # what confine() applied
 
 
 def _scrubbed_env(home: str) -> dict[str, str]:
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": home,
         "TMPDIR": home,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LD_LIBRARY_PATH"):
@@ -79,21 +110,70 @@ def _scrubbed_env(home: str) -> dict[str, str]:
     return env
 
 
+class _Printed:
+    """Drains the worker's stdout and stderr; keeps the head and the tail; enforces the limit."""
+
+    def __init__(self, fd: int, limit_bytes: int, on_exceeded):
+        self.fd = fd
+        self.limit = limit_bytes
+        self.on_exceeded = on_exceeded
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+        self.exceeded = False
+        self.thread = threading.Thread(target=self._drain, name="worker-output", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.total += len(chunk)
+            if len(self.head) < KEEP_PRINTED:
+                self.head += chunk[: KEEP_PRINTED - len(self.head)]
+            self.tail = (self.tail + chunk)[-KEEP_PRINTED:]
+            if self.total > self.limit and not self.exceeded:
+                self.exceeded = True
+                self.on_exceeded()
+        os.close(self.fd)
+
+    def text(self) -> str:
+        if self.total <= KEEP_PRINTED:
+            return bytes(self.head).decode("utf-8", "replace")
+        return (bytes(self.head).decode("utf-8", "replace") + f"\n[... {self.total:,} bytes in all ...]\n"
+                + bytes(self.tail).decode("utf-8", "replace"))
+
+
 class Worker:
     """One worker process holding one submission's namespace."""
 
-    def __init__(self, submission: Submission):
+    def __init__(self, submission: Submission, limits: Limits = Limits(), hide: tuple[str, ...] = ()):
         self.submission = submission
+        self.limits = limits
+        self.hide = hide
         self.process: subprocess.Popen | None = None
         self.home = ""
-        self.output_path = ""
+        self.uid: int | None = None
+        self.printed: _Printed | None = None
+        self.sandbox: dict = {}
+        self._ready = False
+        self.request_w = self.reply_r = -1
 
     def start(self) -> None:
-        """Start the process and send it the code; the reply is read by `loaded()`."""
+        """Start the process and send it the code; the replies are read by `loaded()`."""
         self.home = tempfile.mkdtemp(prefix="attention-grader-")
+        if os.geteuid() == 0 and sys.platform.startswith("linux"):
+            # A uid of its own: it cannot touch the grader's files or processes, its process count
+            # can be limited, and every process it leaves behind can be found and killed.
+            self.uid = 200_000 + secrets.randbelow(1_000_000_000)
+            os.chown(self.home, self.uid, self.uid)
         request_r, self.request_w = os.pipe()
         self.reply_r, reply_w = os.pipe()
-        fd, self.output_path = tempfile.mkstemp(prefix="attention-grader-output-")
+        output_r, output_w = os.pipe()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", str(WORKER), str(request_r), str(reply_w)],
@@ -101,35 +181,53 @@ class Worker:
                 cwd=self.home,
                 env=_scrubbed_env(self.home),
                 stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=fd,
+                stdout=output_w,
+                stderr=output_w,
                 start_new_session=True,
             )
         except OSError as exc:
+            os.close(output_r)
             raise InternalError(f"could not start the worker process: {exc}") from exc
         finally:
-            os.close(fd)
-            os.close(request_r)
-            os.close(reply_w)
+            for fd in (request_r, reply_w, output_w):
+                os.close(fd)
+        self.printed = _Printed(output_r, self.limits.output_kb * 1024, self._kill_group)
         self.started = time.monotonic()
+        self.send({"op": "confine", "limits": self.limits.for_worker(), "uid": self.uid,
+                   "hide": list(self.hide)})
         chunks = [{"code": c.code, "filename": c.filename, "label": c.label}
                   for c in self.submission.chunks]
         self.send({"op": "load", "chunks": chunks, "module_name": self.submission.module_name})
 
     def loaded(self, timeout: float) -> LoadResult:
+        self._wait_ready()
         reply = self.receive(timeout)
         return LoadResult(tuple(reply["errors"]), tuple(reply["defined"]),
-                          time.monotonic() - self.started)
+                          time.monotonic() - self.started, self.sandbox)
+
+    def _wait_ready(self) -> None:
+        """The worker's own start-up; a failure here is the grader's, not the student's."""
+        if self._ready:
+            return
+        try:
+            reply = self.receive(READY_TIMEOUT)
+        except (WorkerDied, WorkerTimeout) as exc:
+            raise InternalError(f"the worker process did not start: {exc}\n{self.output()}") from None
+        if reply.get("op") != "ready":
+            raise InternalError(f"the worker process did not start: {reply}")
+        self.sandbox = reply.get("sandbox", {})
+        self._ready = True
 
     def request(self, message: dict, timeout: float) -> dict:
+        self._wait_ready()
         self.send(message)
         return self.receive(timeout)
 
     def send(self, message: dict) -> None:
         try:
             wire.write_frame(self.request_w, wire.encode(message))
-        except (BrokenPipeError, OSError):
-            raise WorkerDied(self._wait_exit(), self.printed()) from None
+        except OSError:
+            raise WorkerDied(self._death()) from None
 
     def receive(self, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
@@ -142,7 +240,7 @@ class Worker:
                     raise WorkerTimeout(timeout)
                 chunk = os.read(fd, min(n, 1 << 20))
                 if not chunk:
-                    raise WorkerDied(self._wait_exit(), self.printed())
+                    raise WorkerDied(self._death())
                 chunks.append(chunk)
                 n -= len(chunk)
             return b"".join(chunks)
@@ -150,26 +248,36 @@ class Worker:
         try:
             reply = wire.decode(wire.read_frame(self.reply_r, read))
         except wire.WireError as exc:
-            raise WorkerDied(None, f"sent a broken reply ({exc})") from None
+            raise WorkerDied(f"the worker sent a broken reply ({exc})") from None
         if not isinstance(reply, dict):
-            raise WorkerDied(None, "sent a reply that is not a mapping")
+            raise WorkerDied("the worker sent a reply that is not a mapping")
         return reply
 
-    def printed(self) -> str:
-        """The tail of what the student's code printed."""
-        try:
-            with open(self.output_path, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(0, size - PRINTED_TAIL))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+    def _death(self) -> str:
+        """Why the worker is gone, in the student's terms."""
+        returncode = None
+        if self.process is not None:
+            try:
+                returncode = self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.printed is not None:
+            self.printed.thread.join(timeout=1)
+            if self.printed.exceeded:
+                return (f"your code printed more than {self.limits.output_kb:,} KB, the limit, "
+                        "and was stopped")
+        return describe_exit(returncode, self.limits)
 
-    def _wait_exit(self) -> int | None:
-        try:
-            return self.process.wait(timeout=2) if self.process else None
-        except subprocess.TimeoutExpired:
-            return None
+    def output(self) -> str:
+        """What the student's code printed (its head and tail when it printed a lot)."""
+        return self.printed.text() if self.printed is not None else ""
+
+    def _kill_group(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def close(self) -> None:
         if self.process is not None:
@@ -179,23 +287,31 @@ class Worker:
                     self.process.wait(timeout=0.5)
                 except (OSError, subprocess.TimeoutExpired):
                     pass
-            try:  # the whole process group: threads and children the student started too
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self._kill_group()  # the threads and children the student started, too
+            self._kill_uid()  # and those that left the process group
             self.process.wait()
             self.process = None
-        for fd in ("request_w", "reply_r"):
-            if hasattr(self, fd):
+        if self.printed is not None:
+            self.printed.thread.join(timeout=2)
+        for fd in (self.request_w, self.reply_r):
+            if fd >= 0:
                 try:
-                    os.close(getattr(self, fd))
+                    os.close(fd)
                 except OSError:
                     pass
-                delattr(self, fd)
+        self.request_w = self.reply_r = -1
         shutil.rmtree(self.home, ignore_errors=True)
-        if self.output_path:
-            try:
-                os.unlink(self.output_path)
-            except OSError:
-                pass
-            self.output_path = ""
+
+    def _kill_uid(self) -> None:
+        """Kill every process running as this worker's uid (kill(-1) from that uid)."""
+        if self.uid is None:
+            return
+        try:
+            subprocess.run(
+                [sys.executable, "-I", "-S", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
+                user=self.uid, group=self.uid, extra_groups=[], env={}, cwd="/",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                timeout=10, check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            pass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -29,11 +30,13 @@ def _load_sibling(name: str):
 
 
 class Worker:
-    def __init__(self, request_fd: int, reply_fd: int):
+    def __init__(self, request_fd: int, reply_fd: int, wire, confine):
         import torch
 
+        torch.set_num_threads(1)
         self.torch = torch
-        self.wire = _load_sibling("wire")
+        self.wire = wire
+        self.confine = confine
         self.shells = _load_sibling("shells")
         self.request_fd, self.reply_fd = request_fd, reply_fd
         self.namespace: dict = {}
@@ -78,6 +81,7 @@ class Worker:
     # ------------------------------------------------------------ one step
 
     def step(self, request: dict) -> dict:
+        self.apply_step_limits(request.get("limits", {}))
         target = self.namespace.get(request["target"])
         if target is None:
             return {"missing": True}
@@ -150,6 +154,17 @@ class Worker:
                 params[name].copy_(value)
         return None
 
+    def apply_step_limits(self, limits: dict) -> None:
+        """A step may run under tighter memory and CPU limits than the worker as a whole."""
+        import resource
+
+        if limits.get("memory_bytes"):
+            self.confine.lower_limit("memory_bytes", int(limits["memory_bytes"]))
+        if limits.get("cpu_seconds"):
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            used = usage.ru_utime + usage.ru_stime
+            self.confine.lower_limit("cpu_seconds", int(used + limits["cpu_seconds"]) + 1)
+
     # ------------------------------------------------------------ plain data out
 
     def plain(self, value, depth: int = 0):
@@ -190,6 +205,8 @@ class Worker:
             "location": location,
             "code": code_line,
             "not_implemented": isinstance(exc, NotImplementedError),
+            "out_of_memory": isinstance(exc, MemoryError) or "can't allocate memory" in message
+            or "not enough memory" in message,
         }
 
     def where(self, filename: str, lineno: int) -> tuple[str, str]:
@@ -201,7 +218,16 @@ class Worker:
 
 def main(argv: list[str]) -> int:
     request_fd, reply_fd = int(argv[1]), int(argv[2])
-    Worker(request_fd, reply_fd).serve()
+    wire = _load_sibling("wire")
+    confine = _load_sibling("confine")
+    # Confine this process before torch is imported and before any student code runs.
+    config = wire.decode(wire.read_frame(request_fd))
+    config["needed"] = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__),
+                               *(p for p in sys.path if p)})
+    applied = confine.confine(config)
+    worker = Worker(request_fd, reply_fd, wire, confine)
+    wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
+    worker.serve()
     return 0
 
 
