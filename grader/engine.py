@@ -20,6 +20,7 @@ from .sandbox import Limits, LoadResult, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
 DEFAULT_RUBRIC = Path(__file__).resolve().parent.parent / "config.yaml"
+GRACE = 5.0  # seconds past a time limit before a worker that ignores its alarm is killed
 
 
 def grade(submission: str | Path, *, rubric: str | Path | Rubric = DEFAULT_RUBRIC,
@@ -77,7 +78,8 @@ class Session:
         defaults = self.rubric.defaults
         limits = Limits(**{key: getattr(defaults, key) for key in LIMIT_KEYS})
         # The reference solutions' folder is hidden from the worker where the platform allows.
-        self.worker = Worker(self.submission, limits, hide=(str(self.rubric.reference.parent),))
+        self.worker = Worker(self.submission, limits, hide=(str(self.rubric.reference.parent),),
+                             load_timeout=defaults.load_timeout)
         self.worker.start()
         self.load = None
 
@@ -89,7 +91,8 @@ class Session:
             return
         limit = self.rubric.defaults.load_timeout
         try:
-            self.load = self.worker.loaded(limit)
+            # The worker interrupts code that runs too long itself; this is the backstop.
+            self.load = self.worker.loaded(limit + GRACE)
             if not self.restarts:
                 self.load_errors = self.load.errors
         except WorkerTimeout:
@@ -115,10 +118,11 @@ class Session:
             return result_for(step, "timeout", "Not run: the submission used up its "
                               f"{self.rubric.defaults.submission_timeout:g} s in all.")
         timeout = min(step.timeout, left)
-        request = {**prepared.request, "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
-                                                  "cpu_seconds": step.cpu_seconds}}
+        request = {**prepared.request, "timeout": timeout,
+                   "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
+                              "cpu_seconds": step.cpu_seconds}}
         try:
-            reply = self.worker.request(request, timeout)
+            reply = self.worker.request(request, timeout + GRACE)
         except WorkerTimeout:
             self._discard()
             return result_for(step, "timeout", f"`{step.id}` did not finish within {timeout:g} s "
@@ -148,8 +152,14 @@ class Session:
     def notes(self) -> list[str]:
         notes = list(self.submission.notes)
         for error in self.load_errors:
-            notes.append(f"{error['location'] or 'your file'} raised {error_text(error)}; "
-                         "the code after it in that cell or file did not run.")
+            where = error["location"] or "your file"
+            if error.get("timeout"):
+                notes.append(f"{where} was stopped: your code may take "
+                             f"{self.rubric.defaults.load_timeout:g} s to run, in all; what came "
+                             "after it did not run.")
+            else:
+                notes.append(f"{where} raised {error_text(error)}; the code after it in that cell "
+                             "or file did not run.")
         for output in self.printed[:1]:
             notes.append(f"What your code printed before it was stopped:\n{output}")
         return notes

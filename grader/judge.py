@@ -39,6 +39,11 @@ def judge(prepared: PreparedStep, reply: dict, load: LoadResult | None, seconds:
         got = not_modules[0].obtained["not_module"]
         return result_for(step, "failed", f"`{step.signature}` returned a {got}; expected an "
                        "nn.Module.", seconds=seconds)
+    timeouts = [o for o in errors if o.obtained["error"].get("timeout")]
+    if timeouts:
+        return result_for(step, "timeout", f"On {timeouts[0].title}, `{step.id}` did not finish "
+                          f"within {step.timeout:g} s and was stopped; look for an endless loop or "
+                          "far too much work.", seconds=seconds)
     if errors:
         checks = run_checks(step, [o for o in outcomes if o.obtained["ok"] or o.case.raises])
         checks = [_not_judged(c, step, errors[0]) if c.name in OUTPUT_CHECKS else c for c in checks]

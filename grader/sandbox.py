@@ -151,8 +151,10 @@ class _Printed:
 class Worker:
     """One worker process holding one submission's namespace."""
 
-    def __init__(self, submission: Submission, limits: Limits = Limits(), hide: tuple[str, ...] = ()):
+    def __init__(self, submission: Submission, limits: Limits = Limits(), hide: tuple[str, ...] = (),
+                 load_timeout: float = 60.0):
         self.submission = submission
+        self.load_timeout = load_timeout
         self.limits = limits
         self.hide = hide
         self.process: subprocess.Popen | None = None
@@ -197,7 +199,8 @@ class Worker:
                    "hide": list(self.hide)})
         chunks = [{"code": c.code, "filename": c.filename, "label": c.label}
                   for c in self.submission.chunks]
-        self.send({"op": "load", "chunks": chunks, "module_name": self.submission.module_name})
+        self.send({"op": "load", "chunks": chunks, "module_name": self.submission.module_name,
+                   "timeout": self.load_timeout})
 
     def loaded(self, timeout: float) -> LoadResult:
         self._wait_ready()
@@ -306,9 +309,12 @@ class Worker:
         """Kill every process running as this worker's uid (kill(-1) from that uid)."""
         if self.uid is None:
             return
+        kill = shutil.which("kill", path="/usr/bin:/bin")  # world-executable, unlike our python
+        if kill is None:
+            return
         try:
             subprocess.run(
-                [sys.executable, "-I", "-S", "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
+                [kill, "-KILL", "-1"],
                 user=self.uid, group=self.uid, extra_groups=[], env={}, cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 timeout=10, check=False,

@@ -12,9 +12,12 @@ It imports nothing of the grader but `wire.py` and `shells.py`, loaded by file p
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib.util
 import os
+import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -27,6 +30,29 @@ def _load_sibling(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class Alarm(BaseException):
+    """Raised into student code that runs past its time (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"stopped after {seconds:.3g} s, its time limit")
+
+
+@contextlib.contextmanager
+def alarm(seconds: float):
+    """Interrupt the block with `Alarm` after `seconds` of wall-clock time."""
+
+    def ring(signum, frame):
+        raise Alarm(seconds)
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Worker:
@@ -62,21 +88,37 @@ class Worker:
     # ------------------------------------------------------------ loading the submission
 
     def load(self, request: dict) -> dict:
-        """Execute the submission's chunks (a .py file, or a notebook's code cells) in order."""
+        """Execute the submission's chunks (a .py file, or a notebook's code cells) in order.
+
+        The code has `timeout` seconds in all; a chunk still running then is interrupted, so the
+        names defined before it can still be graded, and the chunks after it do not run.
+        """
         self.namespace = {"__name__": request["module_name"], "__builtins__": builtins}
         errors = []
+        deadline = time.monotonic() + request["timeout"]
         for chunk in request["chunks"]:
             filename, code = chunk["filename"], chunk["code"]
             self.labels[filename] = chunk["label"]
             self.sources[filename] = code.splitlines()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                errors.append({**self.out_of_time(chunk["label"], request["timeout"]),
+                               "filename": filename})
+                continue
             try:
                 compiled = compile(code, filename, "exec")
-                exec(compiled, self.namespace)  # noqa: S102 - running student code is the job
+                with alarm(remaining):
+                    exec(compiled, self.namespace)  # noqa: S102 - running student code is the job
             except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
                 errors.append({**self.describe(exc, default_label=chunk["label"]),
                                "filename": filename})
         defined = sorted(name for name in self.namespace if not name.startswith("__"))
         return {"errors": errors, "defined": defined}
+
+    def out_of_time(self, label: str, seconds: float) -> dict:
+        return {"type": "Timeout", "message": f"not run: the code had used up its {seconds:g} s",
+                "location": label, "code": "", "not_implemented": False, "out_of_memory": False,
+                "timeout": True}
 
     # ------------------------------------------------------------ one step
 
@@ -89,10 +131,16 @@ class Worker:
         run = {"function": self.call_function, "build": self.build_module,
                "procedure": self.call_procedure}[kind]
         results = []
+        deadline = time.monotonic() + request["timeout"]
         for case in request["cases"]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                results.append({"ok": False, "error": self.out_of_time("", request["timeout"])})
+                continue
             self.torch.manual_seed(case.get("seed", 0))
             try:
-                results.append({"ok": True, **run(target, case)})
+                with alarm(remaining):
+                    results.append({"ok": True, **run(target, case)})
             except BaseException as exc:  # noqa: BLE001
                 results.append({"ok": False, "error": self.describe(exc)})
         return {"missing": False, "results": results}
@@ -199,6 +247,7 @@ class Worker:
         message = str(exc)
         if isinstance(exc, SyntaxError):
             message = exc.msg
+        timed_out = isinstance(exc, Alarm)
         return {
             "type": type(exc).__name__,
             "message": message[:MAX_MESSAGE],
@@ -207,6 +256,7 @@ class Worker:
             "not_implemented": isinstance(exc, NotImplementedError),
             "out_of_memory": isinstance(exc, MemoryError) or "can't allocate memory" in message
             or "not enough memory" in message,
+            "timeout": timed_out,
         }
 
     def where(self, filename: str, lineno: int) -> tuple[str, str]:

@@ -1,0 +1,3 @@
+# After defining everything, loop forever at the top level.
+while True:
+    pass

@@ -1,0 +1,3 @@
+def softmax_naive(x):
+    while True:
+        pass

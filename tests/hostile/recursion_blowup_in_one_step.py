@@ -1,0 +1,2 @@
+def softmax_naive(x):
+    return softmax_naive(x) + 1

@@ -1,0 +1,147 @@
+"""Hostile submissions: whatever they do, the grader finishes, scores them honestly, grades the
+honest steps, and leaves nothing running or written outside the sandbox."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, RUBRIC, SOLUTIONS, grade, statuses
+
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+AS_ROOT = os.geteuid() == 0 and sys.platform.startswith("linux")
+LATE_STEPS = ["CausalAttention", "MultiHeadAttentionWrapper", "wrapper_with_2d_output",
+              "MultiHeadAttention", "gpt2_small_attention"]
+
+
+@pytest.fixture(scope="module")
+def fast_rubric(tmp_path_factory):
+    """The course rubric with tight limits, so that hostile code is stopped quickly."""
+    data = yaml.safe_load(RUBRIC.read_text())
+    data["reference"] = str(SOLUTIONS)
+    data["defaults"].update(step_timeout=3, load_timeout=8, submission_timeout=120, output_kb=64,
+                            memory_mb=1536, cpu_seconds=60)
+    path = tmp_path_factory.mktemp("rubric") / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@dataclass(frozen=True)
+class Hostile:
+    name: str
+    fails: dict[str, str]  # step id -> status; every other step must pass
+    feedback: str = ""  # a phrase the first failing step's feedback must contain
+    note: str = ""  # a phrase one of the report's notes must contain
+    insert_before: str = ""  # where the snippet goes; appended at the end by default
+    needs_root: bool = False  # relies on namespaces and a uid of its own
+    extra: dict = field(default_factory=dict)
+
+
+CORPUS = [
+    Hostile("endless_loop_at_import", {}, note="was stopped"),
+    Hostile("endless_loop_in_one_step", {"softmax_naive": "timeout"}, feedback="did not finish"),
+    Hostile("memory_bomb_in_one_step", {"softmax_naive": "error"}, feedback="ran out of memory"),
+    Hostile("sys_exit_at_import", dict.fromkeys(LATE_STEPS, "error"), feedback="SystemExit",
+            insert_before="class CausalAttention(", note="SystemExit"),
+    Hostile("os_exit_in_one_step", {"softmax_naive": "error"}, feedback="exited with code 0"),
+    Hostile("segfault_in_one_step", {"softmax_naive": "error"}, feedback="segmentation fault"),
+    Hostile("recursion_blowup_in_one_step", {"softmax_naive": "error"}, feedback="RecursionError"),
+    Hostile("output_flood_in_one_step", {"softmax_naive": "error"}, feedback="printed more than",
+            note="All tests passed!"),
+    Hostile("monkeypatched_comparisons", {"softmax_naive": "failed"}, feedback="differs in"),
+    Hostile("lying_tensor_subclass", {"softmax_naive": "failed"}),
+    Hostile("forged_report_at_import", {"softmax_naive": "failed"}),
+    Hostile("imports_reference_solutions", {"softmax_naive": "error"}, feedback="out of reach",
+            needs_root=True),
+    Hostile("writes_outside_workdir", {}, needs_root=True),
+    Hostile("mutates_inputs_in_place", {}),
+    Hostile("leaves_threads_and_processes", {}),
+    Hostile("interrupts_in_steps", {"softmax_naive": "error", "attention_scores": "error"},
+            feedback="KeyboardInterrupt"),
+]
+
+
+def build(hostile: Hostile, tmp_path: Path, marker: str) -> Path:
+    snippet = (HOSTILE / f"{hostile.name}.py").read_text()
+    snippet = (snippet.replace("{REPO_ROOT}", str(REPO_ROOT)).replace("{MARKER}", marker)
+               .replace("{OUTSIDE}", str(tmp_path / "escaped.txt")))
+    source = SOLUTIONS.read_text()
+    if hostile.insert_before:
+        at = source.index(hostile.insert_before)
+        source = source[:at] + snippet + "\n\n" + source[at:]
+    else:
+        source += "\n\n" + snippet
+    path = tmp_path / "submission" / f"{hostile.name}.py"
+    path.parent.mkdir()
+    path.write_text(source)
+    return path
+
+
+def processes_with(marker: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+@pytest.mark.parametrize("hostile", CORPUS, ids=lambda h: h.name)
+def test_hostile_submission(hostile, fast_rubric, tmp_path):
+    if hostile.needs_root and not AS_ROOT:
+        pytest.skip("needs the root-only sandbox (namespaces and a uid of its own)")
+    marker = f"{random.randint(3000, 3999)}.{random.randint(100000, 999999)}"
+    path = build(hostile, tmp_path, marker)
+
+    started = time.monotonic()
+    report = grade(path, rubric=fast_rubric)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 120, "the grader must finish within the submission's limits"
+    assert len(report.steps) == 19
+    not_passed = {step: status for step, status in statuses(report).items() if status != "passed"}
+    assert not_passed == hostile.fails, [s.feedback for s in report.steps if not s.passed]
+    if hostile.feedback:
+        first = next(s for s in report.steps if s.id in hostile.fails)
+        assert hostile.feedback in first.feedback, first.feedback
+    if hostile.note:
+        assert any(hostile.note in note for note in report.notes), report.notes
+    # honest steps are scored in full; hostile ones get nothing
+    for step in report.steps:
+        assert step.score == (step.max_score if step.passed else 0) or step.status == "failed"
+    # nothing is left behind
+    assert processes_with(marker) == []
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not Path(f"/tmp/{marker}").exists()
+    assert not (path.parent / "results.json").exists()
+
+
+def test_a_forged_report_never_reaches_the_graders_output(fast_rubric, tmp_path):
+    path = build(CORPUS[10], tmp_path, "0")
+    result = subprocess.run([sys.executable, "-m", "grader", "check", str(path), "--rubric",
+                             str(fast_rubric), "--format", "json"], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)  # exactly one JSON document: the grader's
+    softmax = next(step for step in report["steps"] if step["id"] == "softmax_naive")
+    assert softmax["status"] == "failed"
+    assert report["score"] == report["max_score"] - (softmax["max_score"] - softmax["score"]) < 88
+    assert '"score": 88.0, "max_score": 88.0, "steps": []' not in result.stdout + result.stderr
+    assert not (tmp_path / "results.json").exists()
+    assert not (REPO_ROOT / "results.json").exists()
+
+
+def test_inputs_are_fresh_for_every_call(fast_rubric, tmp_path):
+    """A function that wrecks its inputs still gets clean inputs on the next case and step."""
+    report = grade(build(CORPUS[13], tmp_path, "0"), rubric=fast_rubric,
+                   steps=["attn_scores_for_query", "context_vector"])
+    assert {s.status for s in report.steps} == {"passed"}
