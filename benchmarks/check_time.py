@@ -1,6 +1,6 @@
 """How long does a cold `attention-grader check` take, and how much of it is importing torch?
 
-    python benchmarks/check_time.py [--repeat N] [--warmup K]
+    python benchmarks/check_time.py [--repeat N] [--warmup K] [--baseline REV]
 
 Times, on this machine and in the same run, each in a fresh Python process every time:
 
@@ -8,7 +8,9 @@ Times, on this machine and in the same run, each in a fresh Python process every
   b. `python -m grader check solutions/attention.py --format json`         (a .py submission)
   c. `python -m grader check examples/student_notebook.ipynb --format json` (a notebook)
 
-and prints min / median / max wall time of each, median(b) - median(a), and the machine.
+and prints min / median / max wall time of each, median(b) - median(a), and the machine. With
+`--baseline REV` it also times (d) the same check as (b) with the grader of git revision REV
+(checked out in a temporary worktree), interleaved, to show what a change cost.
 Stdlib only; the subprocesses use the same interpreter as this script (sys.executable) and run in
 the repository root, found from this file's location.
 """
@@ -22,26 +24,27 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (key, description, command after the interpreter, exit codes that mean "it worked")
+# (key, description, command after the interpreter, exit codes that mean "it worked", folder)
 BENCHMARKS = [
-    ("a", "import torch", ["-c", "import torch"], {0}),
+    ("a", "import torch", ["-c", "import torch"], {0}, ROOT),
     ("b", "check solutions/attention.py",
-     ["-m", "grader", "check", "solutions/attention.py", "--format", "json"], {0}),
+     ["-m", "grader", "check", "solutions/attention.py", "--format", "json"], {0}, ROOT),
     # The example notebook has deliberate mistakes, so the grader exits 1 (some step did not pass).
     ("c", "check examples/student_notebook.ipynb",
-     ["-m", "grader", "check", "examples/student_notebook.ipynb", "--format", "json"], {1}),
+     ["-m", "grader", "check", "examples/student_notebook.ipynb", "--format", "json"], {1}, ROOT),
 ]
 
 
-def run_once(args: list[str], ok_codes: set[int]) -> float:
-    """Wall time of one fresh process running `sys.executable *args` in the repository root."""
+def run_once(args: list[str], ok_codes: set[int], cwd: Path) -> float:
+    """Wall time of one fresh process running `sys.executable *args` in `cwd`."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+    done = subprocess.run([sys.executable, *args], cwd=cwd, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode not in ok_codes:
@@ -88,10 +91,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1,
                         help="untimed runs of each benchmark first, to warm the file cache "
                         "(default: 1)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also time the check with the grader of this git revision")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0:
         parser.error("--repeat must be at least 1 and --warmup at least 0")
+    if args.baseline:
+        with tempfile.TemporaryDirectory(prefix="check-time-baseline-") as folder:
+            worktree = Path(folder) / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(worktree), args.baseline],
+                           cwd=ROOT, check=True)
+            try:
+                BENCHMARKS.append(("d", f"check solutions/attention.py at {args.baseline}",
+                                   BENCHMARKS[1][2], {0}, worktree))
+                return measure(args)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
+                               check=False)
+    return measure(args)
 
+
+def measure(args) -> int:
     print("machine")
     for line in machine_lines():
         print(f"  {line}")
@@ -100,25 +120,28 @@ def main(argv: list[str] | None = None) -> int:
           "every run is a fresh process\n")
 
     for _ in range(args.warmup):
-        for _key, _label, command, ok_codes in BENCHMARKS:
-            run_once(command, ok_codes)
+        for _key, _label, command, ok_codes, cwd in BENCHMARKS:
+            run_once(command, ok_codes, cwd)
 
     # Round-robin (a, b, c, a, b, c, ...) so that a slow patch of the machine hits all of them.
     times: dict[str, list[float]] = {key: [] for key, *_ in BENCHMARKS}
     for _ in range(args.repeat):
-        for key, _label, command, ok_codes in BENCHMARKS:
-            times[key].append(run_once(command, ok_codes))
+        for key, _label, command, ok_codes, cwd in BENCHMARKS:
+            times[key].append(run_once(command, ok_codes, cwd))
 
-    width = max(len(label) for _, label, _, _ in BENCHMARKS) + 4
+    width = max(len(label) for _, label, *_ in BENCHMARKS) + 4
     print(f"{'benchmark':<{width}} {'min':>8} {'median':>8} {'max':>8}")
     print("-" * (width + 27))
-    for key, label, _command, _ok in BENCHMARKS:
+    for key, label, *_ in BENCHMARKS:
         values = times[key]
         print(f"{key}. {label:<{width - 3}} {min(values):>7.2f}s {statistics.median(values):>7.2f}s "
               f"{max(values):>7.2f}s")
     overhead = statistics.median(times["b"]) - statistics.median(times["a"])
     print(f"\nmedian(b) - median(a) = {overhead:.2f}s  "
           "(cold grading of the .py solutions beyond one `import torch`)")
+    if "d" in times:
+        change = statistics.median(times["b"]) - statistics.median(times["d"])
+        print(f"median(b) - median(d) = {change:+.2f}s  (this tree against {args.baseline})")
     return 0
 
 

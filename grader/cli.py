@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 from . import __version__
 from .engine import DEFAULT_RUBRIC, grade
@@ -53,13 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     except GraderError as exc:
         print(f"attention-grader: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception:  # a bug in the grader: say so, never score it as the student's zero
+        traceback.print_exc()
+        print("attention-grader: internal error: the grader failed (not the submission). "
+              "Please report this with the traceback above.", file=sys.stderr)
+        return 2
     colour = args.colour == "always" or (
         args.colour == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
-    sys.stdout.write(FORMATS[args.format](report, colour=colour))
-    if not args.format == "json":
-        pass
-    else:
-        sys.stdout.write("\n")
+    text = FORMATS[args.format](report, colour=colour)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0 if report.all_passed else 1
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-MAX_BYTES = 20 * 1024 * 1024  # larger files are refused unread
+MAX_BYTES = 20_000_000  # larger files are refused unread
 
 # Cell magics whose body is ordinary Python that should still run; any other cell magic
 # (%%bash, %%writefile, %%html, ...) is skipped whole.
@@ -67,9 +67,10 @@ def read_submission(path: str | Path) -> Submission:
         )
     size = path.stat().st_size
     if size > MAX_BYTES:
+        advice = ("clear the notebook's outputs (Edit > Clear All Outputs) and submit again"
+                  if suffix == ".ipynb" else "is this really your solutions file?")
         raise UnreadableSubmission(
-            f"{path.name} is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit; "
-            "clear the notebook's outputs (Edit > Clear All Outputs) and submit again."
+            f"{path.name} is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit; {advice}"
         )
     data = path.read_bytes()
     if not data.strip():

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import EXERCISES, REPO_ROOT, RUBRIC, SOLUTIONS, grade, solutions_notebook, statuses
 
 
@@ -112,3 +114,45 @@ def test_grader_failures_exit_2_and_name_the_problem(tmp_path):
                                    "nope"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert unknown_step.returncode == 2
     assert "no step 'nope'" in unknown_step.stderr
+
+
+def test_an_old_nbformat_version_is_read(tmp_path, rubric):
+    import nbformat
+    from nbformat import v3
+
+    nb = v3.new_notebook(worksheets=[v3.new_worksheet(cells=[
+        v3.new_code_cell(input="import torch"),
+        v3.new_code_cell(input="def softmax_naive(x):\n    return torch.exp(x) / torch.exp(x).sum()\n"),
+    ])])
+    path = tmp_path / "old.ipynb"
+    path.write_text(nbformat.writes(nb, version=3))
+    assert grade(path, rubric=rubric, steps=["softmax_naive"]).steps[0].status == "passed"
+
+
+def test_a_file_far_too_large_is_refused_unread(tmp_path, rubric):
+    path = tmp_path / "huge.py"
+    path.write_text("# padding\n" * 2_500_000)  # 25 MB
+    report = grade(path, rubric=rubric)
+    assert {s.status for s in report.steps} == {"missing"}
+    assert "over the 20 MB limit" in report.notes[0]
+
+
+def test_a_worker_that_cannot_start_is_the_graders_failure(tmp_path, monkeypatch, capsys):
+    from grader import InternalError, cli, sandbox
+
+    monkeypatch.setattr(sandbox, "WORKER", tmp_path / "no_such_worker.py")
+    with pytest.raises(InternalError, match="worker process did not start"):
+        grade(SOLUTIONS, rubric=RUBRIC, steps=["softmax_naive"])
+    assert cli.main(["check", str(SOLUTIONS), "--step", "softmax_naive"]) == 2
+    assert "did not start" in capsys.readouterr().err
+
+
+def test_a_bug_in_the_grader_exits_2_with_a_clear_message(monkeypatch, capsys):
+    from grader import cli, judge
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(judge, "judge", broken)
+    assert cli.main(["check", str(SOLUTIONS), "--step", "softmax_naive"]) == 2
+    assert "internal error: the grader failed (not the submission)" in capsys.readouterr().err
