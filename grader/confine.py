@@ -33,7 +33,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
 MS_PRIVATE = 1 << 18
-PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - covered, not used
 
 
 def confine(config: dict) -> dict:
@@ -109,14 +109,16 @@ def _namespaces(libc, config: dict, applied: dict) -> list[str]:
         done.append("network")
     if libc.unshare(CLONE_NEWNS) == 0 and _mount(libc, b"none", b"/", None, MS_REC | MS_PRIVATE):
         done.append("mount")
-        size = f"size={config['limits'].get('file_size_mb', 16) * 4}m,mode=1777".encode()
+        needed = config.get("needed", [])
+        size = f"size={config['limits'].get('file_size_mb', 16) * 4}m,mode=1777"
         for path in PRIVATE_TMP:
-            if os.path.isdir(path) and _mount(libc, b"tmpfs", path.encode(), b"tmpfs",
-                                              MS_NOSUID | MS_NODEV, size):
+            # Python, torch and the grader may be installed under /tmp (a CI checkout): those
+            # folders stay visible in the fresh tmpfs.
+            if os.path.isdir(path) and _cover(libc, path, needed, size):
                 done.append(f"private {path}")
         if "private /tmp" in done:
             # The working directory's absolute path may now lead into the fresh /tmp.
-            os.environ["HOME"] = os.environ["TMPDIR"] = "/tmp"
+            os.environ["HOME"] = os.environ["TMPDIR"] = "/tmp"  # noqa: S108 - the private one
         for path in config.get("hide", []):
             if os.path.isdir(path) and _mount(libc, b"tmpfs", path.encode(), b"tmpfs",
                                               MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k,mode=555"):
@@ -125,21 +127,32 @@ def _namespaces(libc, config: dict, applied: dict) -> list[str]:
 
 
 def _make_traversable(libc, needed: list[str]) -> None:
-    """Over each folder on the way to `needed` that others cannot enter, put a tmpfs holding
-    only the entries on the way, bind-mounted from the original: nothing else there is exposed."""
+    """Make every folder on the way to `needed` enterable by others, in this mount namespace.
+
+    Python itself may live under a folder only root may enter (/root/.pyenv here); such a folder
+    is covered by a tmpfs holding only the entries on the way, so nothing else in it is exposed.
+    """
     for _ in range(8):  # a blocked folder inside a blocked folder shows up on the next round
         blocked = sorted({a for p in needed for a in _ancestors(p)
                           if os.path.isdir(a) and not os.stat(a).st_mode & 0o001}, key=len)
-        if not blocked:
+        if not blocked or not _cover(libc, blocked[0], needed, "mode=755,size=4k"):
             return
-        directory = blocked[0]
-        children = sorted({os.path.relpath(p, directory).split(os.sep)[0] for p in needed
-                           if p.startswith(directory.rstrip("/") + "/")})
-        stage = ".stage"  # relative: the working directory is still the real one
+
+
+def _cover(libc, directory: str, keep: list[str], options: str) -> bool:
+    """Mount a fresh tmpfs over `directory`, with the entries leading to `keep` bind-mounted back
+    from the original."""
+    children = sorted({os.path.relpath(p, directory).split(os.sep)[0] for p in keep
+                       if p.startswith(directory.rstrip("/") + "/")})
+    stage = ".stage"  # relative: the working directory stays the real one whatever is mounted
+    if children:
         os.mkdir(stage, 0o700)
-        if not _mount(libc, directory.encode(), stage.encode(), None, MS_BIND | MS_REC):
-            return
-        _mount(libc, b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755,size=4k")
+        if not _mount(libc, directory.encode(), stage.encode(), None, MS_BIND):
+            os.rmdir(stage)
+            return False
+    covered = _mount(libc, b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                     options.encode())
+    if covered:
         for child in children:
             source, target = os.path.join(stage, child), os.path.join(directory, child)
             if os.path.isdir(source):
@@ -147,8 +160,10 @@ def _make_traversable(libc, needed: list[str]) -> None:
             else:
                 open(target, "w").close()
             _mount(libc, source.encode(), target.encode(), None, MS_BIND | MS_REC)
+    if children:
         libc.umount2(stage.encode(), MNT_DETACH)
         os.rmdir(stage)
+    return covered
 
 
 def _ancestors(path: str) -> list[str]:
