@@ -49,6 +49,12 @@ class Expected:
     raised: str | None = None  # the exception type the reference raised (refusal cases)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # loaded before forward
     replays: list[list[torch.Tensor]] = field(default_factory=list)  # per input, per submodule
+    # probes: (input index, probe input index, last position that must not change) for look-ahead;
+    # (input index, batch item, probe input index) for batch consistency
+    look_ahead: list[tuple[int, int, int]] = field(default_factory=list)
+    batch_items: list[tuple[int, int, int]] = field(default_factory=list)
+    projection: torch.Tensor | None = None  # for the gradient probe
+    gradients: dict[str, bool] = field(default_factory=dict)  # reference: which params get one
 
 
 @dataclass
@@ -195,6 +201,7 @@ class Preparer:
                 for _, parameter in module.named_parameters():
                     parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
         expected.inputs = [self.materialize(s, generator, f"{where}.inputs") for s in case.inputs]
+        self.add_probes(case, expected, generator)
         module.train(case.mode == "train")
         outputs, replays = [], []
         for x in expected.inputs:
@@ -209,6 +216,29 @@ class Preparer:
         expected.replays = replays
         if case.weights:
             expected.weights = {n: p.detach().clone() for n, p in module.named_parameters()}
+        if case.gradients and outputs:
+            expected.projection = torch.randn(outputs[0].shape, generator=generator)
+            module.zero_grad(set_to_none=True)
+            (module(expected.inputs[0]) * expected.projection).sum().backward()
+            expected.gradients = {n: bool(p.grad is not None and p.grad.abs().sum() > 0)
+                                  for n, p in module.named_parameters()}
+
+    def add_probes(self, case: Case, expected: Expected, generator: torch.Generator) -> None:
+        """Extra inputs derived from the first one, whose outputs the behaviour checks compare."""
+        if not expected.inputs:
+            return
+        x = expected.inputs[0]  # (b, num_tokens, d_in)
+        if "look_ahead" in case.probes:
+            keep = x.shape[-2] // 2  # positions 0..keep stay; the later tokens change
+            changed = x.clone()
+            changed[..., keep + 1 :, :] = torch.randn(changed[..., keep + 1 :, :].shape,
+                                                      generator=generator)
+            expected.inputs.append(changed)
+            expected.look_ahead.append((0, len(expected.inputs) - 1, keep))
+        if "batch" in case.probes:
+            for item in range(x.shape[0]):
+                expected.inputs.append(x[item : item + 1].clone())  # (1, num_tokens, d_in)
+                expected.batch_items.append((0, item, len(expected.inputs) - 1))
 
     # ------------------------------------------------------------------ requests
 
@@ -228,6 +258,9 @@ class Preparer:
                 request["weights"] = expected.weights
                 request["mode"] = case.mode
                 request["inputs"] = _fresh(expected.inputs)
+                request["train_calls"] = case.train_calls
+                if expected.projection is not None:
+                    request["gradients"] = expected.projection.clone()
                 if case.replay:
                     request["replay"] = {"path": case.replay, "outputs": expected.replays}
         return request

@@ -15,14 +15,21 @@ from typing import Any
 import torch
 
 from .cases import Expected
+from .errors import InternalError
 from .models import CheckResult
-from .rubric import Check, Step
+from .rubric import CASE_NEEDS, Check, Step
 
 # The order checks are judged in: a check only counts once every earlier layer it depends on passed.
-LAYERS = ("raises", "parameters", "structure", "param_count", "init", "shape", "dtype", "values",
-          "rows_sum_to_one", "zero_above_diagonal", "zero_fraction", "survivors_scaled")
+LAYERS = ("raises", "parameters", "buffers", "structure", "param_count", "init", "shape", "dtype",
+          "values", "rows_sum_to_one", "zero_above_diagonal", "zero_fraction", "survivors_scaled",
+          "no_look_ahead", "batch_consistency", "dropout_train_eval", "gradients_flow")
 OUTPUT_CHECKS = {"shape", "dtype", "values", "rows_sum_to_one", "zero_above_diagonal",
-                 "zero_fraction", "survivors_scaled"}
+                 "zero_fraction", "survivors_scaled", "no_look_ahead", "batch_consistency",
+                 "dropout_train_eval", "gradients_flow"}
+# The checks that compare with the reference's answer (rather than a property of the output):
+# a known mistake "explains" a failure when the student passes all of these against it.
+MATCHING_CHECKS = {"shape", "values", "parameters", "buffers", "structure", "param_count",
+                   "zero_fraction", "survivors_scaled", "raises"}
 
 
 @dataclass(frozen=True)
@@ -68,13 +75,18 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
                                                message)
         except CheckFailed as failure:
             results[check.check] = CheckResult(check.check, False, 0.0, check.points, str(failure))
+        except Exception as exc:  # a bug in a check is the grader's failure, never a student's zero
+            raise InternalError(f"the {check.check!r} check of step {step.id!r} failed: "
+                                f"{type(exc).__name__}: {exc}") from exc
     return [results[c.check] for c in step.checks]
 
 
 def _blocking(check: Check, results: dict[str, CheckResult]) -> str | None:
     before = {"dtype": ("shape",), "values": ("shape",), "rows_sum_to_one": ("shape",),
               "zero_above_diagonal": ("shape",), "survivors_scaled": ("shape",),
-              "zero_fraction": ("shape",), "init": ("parameters",)}.get(check.check, ())
+              "zero_fraction": ("shape",), "init": ("parameters",),
+              "no_look_ahead": ("shape",), "batch_consistency": ("shape",),
+              "dropout_train_eval": ("shape",), "gradients_flow": ("parameters",)}.get(check.check, ())
     for name in before:
         if name in results and not results[name].passed:
             return name
@@ -85,7 +97,10 @@ def _applies(check: Check, outcome: Outcome) -> bool:
     if check.cases:
         return outcome.case.name in check.cases
     refusal = bool(outcome.case.raises)
-    return refusal if check.check == "raises" else not refusal
+    if check.check == "raises":
+        return refusal
+    # behaviour checks look only at the cases that carry their probe
+    return not refusal and CASE_NEEDS.get(check.check, lambda case: True)(outcome.case)
 
 
 # ------------------------------------------------------------------------------ outputs
@@ -209,37 +224,44 @@ def check_zero_above_diagonal(step: Step, check: Check, outcomes: list[Outcome])
     return "no weight above the diagonal"
 
 
-def _dropout_p(outcome: Outcome) -> tuple[torch.Tensor, float]:
+def _dropout_sample(outcome: Outcome) -> tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]:
+    """The input, p, the expected sample and the obtained sample of a dropout case."""
     x, p = outcome.expected.args[0], float(outcome.expected.args[1])
-    return x, p
+    return x, p, outcome.expected.output, outcome.obtained["output"]
 
 
 def check_zero_fraction(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    """The share of zeros matches the expected sample's, within five standard deviations."""
     parts = []
     for outcome in outcomes:
-        x, p = _dropout_p(outcome)
-        obtained = outcome.obtained["output"]
+        _, p, expected, obtained = _dropout_sample(outcome)
         n = obtained.numel()
+        target = (expected == 0).double().mean().item()
         fraction = (obtained == 0).double().mean().item()
-        bound = 5 * math.sqrt(p * (1 - p) / n) + 1e-9
-        if abs(fraction - p) > bound:
+        bound = 5 * math.sqrt(2 * max(target * (1 - target), 1 / n) / n)
+        if abs(fraction - target) > bound:
             raise CheckFailed(f"{outcome.title}: with p = {p:g}, {fraction:.2%} of the {n} elements "
-                              f"are zero; expected {p:.2%} ± {bound:.2%}")
+                              f"are zero; expected about {p:.0%} (± {bound:.2%})")
         parts.append(f"p = {p:g}: {fraction:.2%} zeros")
     return "; ".join(parts)
 
 
 def check_survivors_scaled(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    """Kept elements are the input times the same factor as in the expected sample."""
     for outcome in outcomes:
-        x, p = _dropout_p(outcome)
-        obtained = outcome.obtained["output"]
+        x, p, expected, obtained = _dropout_sample(outcome)
+        want = _kept_scale(x, expected)
         kept = obtained != 0
-        expected = x / (1 - p)
-        if kept.any() and not torch.allclose(obtained[kept], expected[kept], rtol=1e-5, atol=1e-6):
+        if kept.any() and not torch.allclose(obtained[kept], x[kept] * want, rtol=1e-5, atol=1e-6):
             ratio = (obtained[kept] / x[kept]).median().item()
             raise CheckFailed(f"{outcome.title}: kept elements are {ratio:.4g} × the input; expected "
                               f"1 / (1 - p) = {1 / (1 - p):.4g} × the input")
     return "kept elements are scaled by 1 / (1 - p)"
+
+
+def _kept_scale(x: torch.Tensor, sample: torch.Tensor) -> float:
+    kept = sample != 0
+    return (sample[kept] / x[kept]).median().item() if kept.any() else 1.0
 
 
 def check_raises(step: Step, check: Check, outcomes: list[Outcome]) -> str:
@@ -324,6 +346,80 @@ def _attribute_text(value: Any) -> str:
     return repr(value)
 
 
+def check_buffers(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    for outcome in outcomes:
+        got = {name: tuple(shape) for name, shape in outcome.obtained["buffers"]}
+        for name, shape in outcome.expected.buffers.items():
+            if name not in got:
+                raise CheckFailed(f"`{name}` is not a registered buffer: it is missing from "
+                                  "state_dict() and would not move with .to(device); create it with "
+                                  f"self.register_buffer('{name}', ...)")
+            if got[name] != shape:
+                raise CheckFailed(f"buffer `{name}` has shape {shape_text(got[name])}; expected "
+                                  f"{shape_text(shape)}")
+    return "buffers are registered"
+
+
+def _outputs(outcome: Outcome) -> list:
+    outputs = outcome.obtained.get("outputs")
+    if outputs is None:
+        raise CheckFailed(f"{outcome.title}: not run ({outcome.obtained.get('load_error')})")
+    return outputs
+
+
+def check_no_look_ahead(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    for outcome in outcomes:
+        outputs = _outputs(outcome)
+        for first, changed, keep in outcome.expected.look_ahead:
+            before, after = outputs[first][..., : keep + 1, :], outputs[changed][..., : keep + 1, :]
+            if not torch.allclose(before, after, atol=1e-5, rtol=1e-4, equal_nan=True):
+                same_nan = torch.isnan(before) & torch.isnan(after)
+                moved = torch.nan_to_num((before - after).abs(), nan=math.inf)
+                moved = moved.masked_fill(same_nan, 0).amax(dim=(0, -1))  # per position
+                position = int(moved.argmax().item())
+                raise CheckFailed(f"{outcome.title}: changing the tokens after position {keep} "
+                                  f"changed the output at position {position} (by up to "
+                                  f"{moved[position].item():.3g}): a token looks at tokens after it")
+    return "no token looks ahead"
+
+
+def check_batch_consistency(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    for outcome in outcomes:
+        outputs = _outputs(outcome)
+        for whole, item, alone in outcome.expected.batch_items:
+            in_batch, by_itself = outputs[whole][item], outputs[alone][0]
+            if in_batch.shape != by_itself.shape or not torch.allclose(in_batch, by_itself,
+                                                                       atol=1e-5, rtol=1e-4):
+                raise CheckFailed(f"{outcome.title}: batch item {item} gives a different output "
+                                  "inside the batch than on its own: the items of a batch must not "
+                                  "mix (check which dimensions you transpose and sum over)")
+    return "a batch gives the same results as its items one by one"
+
+
+def check_dropout_train_eval(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    for outcome in outcomes:
+        evaluated = _outputs(outcome)[0]
+        trained = outcome.obtained.get("train_outputs", [])
+        if len(trained) < 2:
+            raise CheckFailed(f"{outcome.title}: not run")
+        if torch.equal(trained[0], trained[1]) or torch.equal(trained[0], evaluated):
+            raise CheckFailed(f"{outcome.title}: with dropout > 0, training mode gave the same "
+                              "output as evaluation mode or as another call: apply self.dropout "
+                              "to the attention weights")
+    return "dropout acts in training mode only"
+
+
+def check_gradients_flow(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    for outcome in outcomes:
+        got = outcome.obtained.get("gradients", {})
+        missing = [name for name, flows in outcome.expected.gradients.items()
+                   if flows and not got.get(name)]
+        if missing:
+            raise CheckFailed(f"{outcome.title}: no gradient reaches {', '.join(missing)}: is "
+                              "something detached, computed under torch.no_grad(), or unused?")
+    return "gradients reach every weight"
+
+
 def check_param_count(step: Step, check: Check, outcomes: list[Outcome]) -> str:
     for outcome in outcomes:
         got = sum(math.prod(shape) for _, shape, _ in outcome.obtained["parameters"])
@@ -346,6 +442,11 @@ CHECKS = {
     "init": check_init,
     "structure": check_structure,
     "param_count": check_param_count,
+    "buffers": check_buffers,
+    "no_look_ahead": check_no_look_ahead,
+    "batch_consistency": check_batch_consistency,
+    "dropout_train_eval": check_dropout_train_eval,
+    "gradients_flow": check_gradients_flow,
 }
 
 

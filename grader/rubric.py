@@ -30,7 +30,21 @@ CHECKS = {
     "structure": ("factory",),
     "param_count": ("factory", "class"),
     "raises": ("class", "function", "factory"),
+    "buffers": ("class", "factory"),
+    "no_look_ahead": ("class",),
+    "batch_consistency": ("class",),
+    "gradients_flow": ("class",),
+    "dropout_train_eval": ("class",),
 }
+PROBES = ("look_ahead", "batch")
+CASE_NEEDS = {
+    "no_look_ahead": lambda case: "look_ahead" in case.probes,
+    "batch_consistency": lambda case: "batch" in case.probes,
+    "dropout_train_eval": lambda case: case.train_calls >= 2,
+    "gradients_flow": lambda case: case.gradients,
+}
+NEED_TEXT = {"no_look_ahead": "`probes: [look_ahead]`", "batch_consistency": "`probes: [batch]`",
+             "dropout_train_eval": "`train_calls: 2` or more", "gradients_flow": "`gradients: true`"}
 WEIGHTS = ("reference_init", "random")
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -67,6 +81,9 @@ class Case:
     replay: str | None = None  # an nn.ModuleList path whose modules are replaced by replays
     raises: tuple[str, ...] = ()  # exception names the call must raise (a refusal case)
     let: dict[str, Any] = field(default_factory=dict)  # named values built first, in order
+    probes: tuple[str, ...] = ()  # extra inputs derived from the first: look_ahead, batch
+    train_calls: int = 0  # extra forward calls in training mode (dropout behaviour)
+    gradients: bool = False  # run backward and report which parameters got a gradient
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,7 @@ class Step:
     attributes: tuple[str, ...] = ()
     shells: tuple[str, ...] = ()  # for procedures: the reference classes its arguments mimic
     reference: str = ""  # the reference name, when it differs from the id
+    mistakes: tuple[str, ...] = ()  # known mistakes to recognise when the step fails
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -115,6 +133,7 @@ class Rubric:
     constants: dict[str, Any]
     steps: tuple[Step, ...]
     defaults: Defaults = Defaults()
+    mistakes: Path | None = None  # the file of known-mistake implementations
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -201,8 +220,8 @@ class _Validator:
 
     def rubric(self, data: Any) -> Rubric:
         data = self.mapping(
-            data, "", {"rubric": True, "title": False, "reference": True, "defaults": False,
-                       "constants": False, "steps": True},
+            data, "", {"rubric": True, "title": False, "reference": True, "mistakes": False,
+                       "defaults": False, "constants": False, "steps": True},
         )
         version = data["rubric"]
         if version != 1:
@@ -221,7 +240,15 @@ class _Validator:
             if step.id in seen:
                 self.fail(f"steps[{index}].id", f"duplicate step id {step.id!r}")
             seen.add(step.id)
-        return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps, defaults)
+        mistakes = None
+        if "mistakes" in data:
+            mistakes = self.base / self.text(data, "mistakes", "")
+            if not mistakes.is_file():
+                self.fail("mistakes", f"the known-mistakes file {mistakes} does not exist")
+        elif any(step.mistakes for step in steps):
+            self.fail("mistakes", "steps list mistakes, but no `mistakes:` file is given")
+        return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps,
+                      defaults, mistakes)
 
     def defaults(self, data: Any) -> Defaults:
         base = Defaults()
@@ -242,6 +269,7 @@ class _Validator:
             "points": True, "cases": True, "checks": True, "hints": False, "atol": False,
             "rtol": False, "timeout": False, "parameters": False, "attributes": False,
             "shells": False, "reference": False, "memory_mb": False, "cpu_seconds": False,
+            "mistakes": False,
         })
         step_id = self.text(data, "id", key_path)
         if not _ID.match(step_id):
@@ -264,6 +292,14 @@ class _Validator:
         checks = tuple(
             self.check(c, f"{key_path}.checks[{i}]", kind, case_names) for i, c in enumerate(checks)
         )
+        for index, check in enumerate(checks):
+            need = CASE_NEEDS.get(check.check)
+            chosen = [c for c in cases if not check.cases or c.name in check.cases]
+            if need and not any(need(c) for c in chosen):
+                self.fail(f"{key_path}.checks[{index}]", f"check {check.check!r} needs a case with "
+                          f"{NEED_TEXT[check.check]}; none of this step's cases has one")
+            if check.check == "raises" and not any(c.raises for c in chosen):
+                self.fail(f"{key_path}.checks[{index}]", "check 'raises' needs a case with `raises:`")
         points = float(self.number(data, "points", key_path))
         if abs(sum(c.points for c in checks) - points) > 1e-9:
             self.fail(f"{key_path}.points", f"is {points:g}, but its checks' points add up to "
@@ -296,12 +332,14 @@ class _Validator:
             attributes=self.strings(data, "attributes", key_path),
             shells=self.strings(data, "shells", key_path),
             reference=self.text(data, "reference", key_path, ""),
+            mistakes=self.strings(data, "mistakes", key_path),
         )
 
     def case(self, data: Any, key_path: str, kind: str, names: tuple[str, ...]) -> Case:
         data = self.mapping(data, key_path, {
             "name": True, "visible": False, "seed": False, "args": False, "inputs": False,
             "weights": False, "mode": False, "replay": False, "raises": False, "let": False,
+            "probes": False, "train_calls": False, "gradients": False,
         })
         args = self.typed(data, "args", key_path, dict, "a mapping of argument names to values", {})
         for name in args:
@@ -316,6 +354,12 @@ class _Validator:
         inputs = self.typed(data, "inputs", key_path, list, "a list of tensor specs", [])
         if inputs and kind != "class":
             self.fail(f"{key_path}.inputs", "only class steps run forward on inputs")
+        probes = self.strings(data, "probes", key_path)
+        for probe in probes:
+            if probe not in PROBES:
+                self.fail(f"{key_path}.probes", f"unknown probe {probe!r}; expected {', '.join(PROBES)}")
+        if probes and not inputs:
+            self.fail(f"{key_path}.probes", "probes derive extra inputs from `inputs`; give one")
         return Case(
             name=self.text(data, "name", key_path),
             visible=self.typed(data, "visible", key_path, bool, "true or false", False),
@@ -327,6 +371,9 @@ class _Validator:
             replay=self.text(data, "replay", key_path),
             raises=self.strings(data, "raises", key_path),
             let=self.typed(data, "let", key_path, dict, "a mapping of names to tensor specs", {}),
+            probes=probes,
+            train_calls=self.typed(data, "train_calls", key_path, int, "a number of calls", 0),
+            gradients=self.typed(data, "gradients", key_path, bool, "true or false", False),
         )
 
     def check(self, data: Any, key_path: str, kind: str, case_names: list[str]) -> Check:

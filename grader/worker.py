@@ -187,7 +187,25 @@ class Worker:
             with torch.no_grad():
                 outputs.append(self.plain(module(x)))
         reply["outputs"] = outputs
+        if case.get("train_calls") and case.get("inputs"):
+            # Dropout must act in training mode, and differently on every call.
+            module.train(True)
+            with torch.no_grad():
+                reply["train_outputs"] = [self.plain(module(case["inputs"][0]))
+                                          for _ in range(case["train_calls"])]
+            module.train(case.get("mode") == "train")
+        if case.get("gradients") is not None and case.get("inputs"):
+            reply["gradients"] = self.gradients(module, case["inputs"][0], case["gradients"])
         return reply
+
+    def gradients(self, module, x, projection) -> dict:
+        """Which parameters receive a non-zero gradient from a random projection of the output."""
+        module.zero_grad(set_to_none=True)
+        output = module(x)
+        loss = (output * projection).sum() if projection.shape == output.shape else output.sum()
+        loss.backward()
+        return {name: bool(p.grad is not None and p.grad.abs().sum().item() > 0)
+                for name, p in module.named_parameters()}
 
     def load_weights(self, module, weights: dict) -> str | None:
         """Copy the grader's weights into the parameters the contract names; say what is off."""
