@@ -2,6 +2,9 @@
 
     from grader import grade
     report = grade("attention.ipynb")          # a Report: score, max_score, steps
+
+    from grader import check                   # inside a notebook: grade the cells run so far
+    check("causal_attention_weights")
 """
 
 __version__ = "0.1.0"
@@ -9,6 +12,7 @@ __version__ = "0.1.0"
 from .engine import DEFAULT_RUBRIC, grade  # noqa: E402
 from .errors import GraderError, InternalError, RubricError, UsageError  # noqa: E402
 from .models import CheckResult, Report, StepResult  # noqa: E402
+from .notebook import check  # noqa: E402
 from .rubric import Rubric, load_rubric  # noqa: E402
 
 __all__ = [
@@ -22,6 +26,7 @@ __all__ = [
     "StepResult",
     "UsageError",
     "__version__",
+    "check",
     "grade",
     "load_rubric",
 ]

@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="report format (default: text)")
     check.add_argument("--step", action="append", metavar="ID",
                        help="grade only this step (repeatable)")
+    check.add_argument("--seed", type=int, metavar="S",
+                       help="with one --step: replay only that step's case with this seed "
+                       "(the report prints each case's seed)")
+    check.add_argument("-o", "--output", metavar="FILE",
+                       help="write the report to FILE instead of the terminal")
     check.add_argument("--colour", "--color", choices=("auto", "always", "never"),
                        default="auto", help="colour in the text report (default: auto)")
     return parser
@@ -46,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.seed is not None and len(args.step or []) != 1:
+        print("attention-grader: --seed replays one case of one step: give exactly one --step ID",
+              file=sys.stderr)
+        return 2
     try:
-        report = grade(args.submission, rubric=args.rubric, steps=args.step)
-    except KeyError as exc:  # an unknown --step
+        report = grade(args.submission, rubric=args.rubric, steps=args.step, seed=args.seed)
+    except KeyError as exc:  # an unknown --step or --seed
         print(f"attention-grader: {exc.args[0]}", file=sys.stderr)
         return 2
     except GraderError as exc:
@@ -60,9 +69,20 @@ def main(argv: list[str] | None = None) -> int:
               "Please report this with the traceback above.", file=sys.stderr)
         return 2
     colour = args.colour == "always" or (
-        args.colour == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+        args.colour == "auto" and not args.output and sys.stdout.isatty()
+        and "NO_COLOR" not in os.environ)
     text = FORMATS[args.format](report, colour=colour)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    text = text if text.endswith("\n") else text + "\n"
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            print(f"attention-grader: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+            return 2
+        print(f"{args.output}: score {report.score:g} / {report.max_score:g}")
+    else:
+        sys.stdout.write(text)
     return 0 if report.all_passed else 1
 
 

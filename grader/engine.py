@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from . import __version__
 from .models import Report, StepResult, total
-from .rubric import LIMIT_KEYS, Rubric, Step, load_rubric
+from .rubric import CASE_NEEDS, LIMIT_KEYS, Rubric, Step, load_rubric
 from .sandbox import Limits, LoadResult, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
@@ -23,14 +24,18 @@ DEFAULT_RUBRIC = Path(__file__).resolve().parent.parent / "config.yaml"
 GRACE = 5.0  # seconds past a time limit before a worker that ignores its alarm is killed
 
 
-def grade(submission: str | Path, *, rubric: str | Path | Rubric = DEFAULT_RUBRIC,
-          steps: list[str] | None = None) -> Report:
-    """Grade one submission file against the rubric; every chosen step is in the report."""
+def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = DEFAULT_RUBRIC,
+          steps: list[str] | None = None, seed: int | None = None) -> Report:
+    """Grade one submission (a file, or code already read) against the rubric; every chosen step
+    is in the report. With `seed` (and one step), only that step's case with this seed is replayed.
+    """
     started = time.monotonic()
     rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
     chosen = [rubric.step(s) for s in steps] if steps else list(rubric.steps)
+    if seed is not None:
+        chosen = [replay_case(step, seed) for step in chosen]
     try:
-        read = read_submission(submission)
+        read = submission if isinstance(submission, Submission) else read_submission(submission)
     except UnreadableSubmission as problem:
         return _report(str(submission), rubric, [_unread(step) for step in chosen],
                        (str(problem),), started)
@@ -44,7 +49,22 @@ def grade(submission: str | Path, *, rubric: str | Path | Rubric = DEFAULT_RUBRI
         results = [session.run(p) for p in prepared]
     finally:
         session.close()
-    return _report(str(submission), rubric, results, session.notes(), started)
+    return _report(read.path, rubric, results, session.notes(), started)
+
+
+def replay_case(step: Step, seed: int) -> Step:
+    """The step with only its case of this seed, and the checks that apply to that case."""
+    cases = [case for case in step.cases if case.seed == seed]
+    if not cases:
+        seeds = ", ".join(str(case.seed) for case in step.cases)
+        raise KeyError(f"step {step.id!r} has no case with seed {seed}; its seeds are: {seeds}")
+    case = cases[0]
+    checks = tuple(check for check in step.checks
+                   if (not check.cases or case.name in check.cases)
+                   and (check.check == "raises") == bool(case.raises)
+                   and CASE_NEEDS.get(check.check, lambda c: True)(case))
+    return dataclasses.replace(step, cases=(case,), checks=checks,
+                               points=sum(check.points for check in checks))
 
 
 def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started) -> Report:

@@ -1,0 +1,88 @@
+"""A self-contained HTML page for one finished report: inline CSS, no scripts, no external assets,
+so it works offline, in an e-mail attachment, or in a learning platform's preview."""
+
+from __future__ import annotations
+
+from html import escape
+
+from ..models import Report, StepResult
+
+LABELS = {"passed": "passed", "failed": "failed", "error": "error", "timeout": "timed out",
+          "missing": "missing", "not_implemented": "not implemented"}
+
+STYLE = """
+:root { color-scheme: light; --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --muted: #57606a; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 60rem; padding: 0 1rem; color: #1f2328; }
+h1 { font-size: 1.4rem; margin-bottom: .2rem; }
+.sub { color: var(--muted); margin-top: 0; }
+.score { font-size: 1.2rem; font-weight: 600; }
+.bar { height: .6rem; background: #eaeef2; border-radius: .3rem; overflow: hidden; margin: .4rem 0 1rem; }
+.bar > span { display: block; height: 100%; background: var(--ok); }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
+th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #d0d7de; }
+th { font-weight: 600; color: var(--muted); }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: .85rem; }
+.passed { background: #dafbe1; color: var(--ok); }
+.failed, .error { background: #ffebe9; color: var(--bad); }
+.timeout, .missing { background: #fff8c5; color: var(--warn); }
+.not_implemented { background: #eaeef2; color: var(--muted); }
+section.step { border: 1px solid #d0d7de; border-radius: .5rem; padding: .2rem 1rem 1rem; margin: 1rem 0; }
+pre { background: #f6f8fa; padding: .7rem; border-radius: .4rem; white-space: pre-wrap; }
+ul.checks { padding-left: 1.2rem; }
+li.ok { color: var(--ok); } li.no { color: var(--bad); }
+.note { background: #fff8c5; padding: .5rem .8rem; border-radius: .4rem; white-space: pre-wrap; }
+.mistake { border-left: 4px solid var(--warn); padding-left: .7rem; }
+"""
+
+
+def render_html(report: Report, **_) -> str:
+    percent = 100 * report.score / report.max_score if report.max_score else 0
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Attention grader: {escape(report.submission)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Attention grader report</h1>",
+        f'<p class="sub">{escape(report.submission)}</p>',
+        f'<p class="score" id="score">Score: {report.score:g} / {report.max_score:g}</p>',
+        f'<div class="bar" role="img" aria-label="{percent:.0f}%"><span style="width:{percent:.1f}%">'
+        "</span></div>",
+    ]
+    parts += [f'<p class="note">{escape(note)}</p>' for note in report.notes]
+    parts += ["<table><thead><tr><th>Section</th><th>Step</th><th>Status</th>"
+              '<th class="num">Score</th></tr></thead><tbody>']
+    for step in report.steps:
+        parts.append(
+            f'<tr id="row-{escape(step.id)}"><td>{escape(step.section)}</td>'
+            f'<td><a href="#{escape(step.id)}"><code>{escape(step.id)}</code></a></td>'
+            f'<td><span class="badge {step.status}">{LABELS[step.status]}</span></td>'
+            f'<td class="num">{step.score:g} / {step.max_score:g}</td></tr>')
+    parts.append("</tbody></table>")
+    parts += [_step_section(step) for step in report.steps if not step.passed]
+    parts.append(f'<p class="sub">attention-grader {escape(report.grader_version)}, '
+                 f"{report.seconds:.1f} s</p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _step_section(step: StepResult) -> str:
+    parts = [f'<section class="step" id="{escape(step.id)}">',
+             f"<h2><code>{escape(step.id)}</code>: {escape(step.title)} "
+             f'<span class="badge {step.status}">{LABELS[step.status]}</span></h2>']
+    if step.mistake:
+        parts.append(f'<p class="mistake">Recognised mistake: <strong>{escape(step.mistake)}'
+                     "</strong></p>")
+    parts.append(f"<pre>{escape(step.feedback)}</pre>")
+    if step.checks:
+        parts.append('<ul class="checks">')
+        for check in step.checks:
+            mark, cls = ("✔", "ok") if check.passed else ("✘", "no")
+            parts.append(f'<li class="{cls}">{mark} <strong>{escape(check.name)}</strong> '
+                         f"({check.score:g} / {check.max_score:g}): {escape(check.message)}</li>")
+        parts.append("</ul>")
+    if step.hints and step.status in ("failed", "error"):
+        parts.append(f"<p><em>Hint:</em> {escape(step.hints[0])}</p>")
+    parts.append("</section>")
+    return "\n".join(parts)

@@ -1,0 +1,50 @@
+"""`from grader import check` inside a running notebook grades the cells run so far and shows the
+feedback under the cell, in a real Jupyter kernel."""
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from grader import UsageError, check
+
+SOFTMAX = "def softmax_naive(x):\n    return torch.exp(x) / torch.exp(x).sum(dim=0)\n"
+WRONG_SOFTMAX = "def softmax_naive(x):\n    return x / x.sum(dim=0)  # forgot the exp\n"
+
+
+def run_notebook(tmp_path, sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source, id=f"cell-{i}") for i, source in enumerate(sources)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb
+
+
+def html_of(cell) -> str:
+    for output in cell.outputs:
+        if "data" in output and "text/html" in output["data"]:
+            return output["data"]["text/html"]
+    raise AssertionError(f"no HTML output in {cell.outputs}")
+
+
+def test_check_grades_the_cells_run_so_far_and_shows_the_report(tmp_path):
+    nb = run_notebook(tmp_path, [
+        "%time x = 1\nimport torch",
+        SOFTMAX,
+        'from grader import check\ncheck("softmax_naive")',
+        WRONG_SOFTMAX,
+        'check("softmax_naive")',
+        "check()",
+    ])
+    first, second, everything = (html_of(nb.cells[i]) for i in (2, 4, 5))
+    assert "Score: 5 / 5" in first and 'class="badge passed"' in first
+    # the redefinition in a later cell is the notebook's current state
+    assert 'class="badge failed"' in second and "Score: 5 / 5" not in second
+    assert "differs in" in second
+    # check() grades every step; those not written yet are missing
+    assert "Score: " in everything and everything.count('<td><span class="badge missing">') == 18
+
+
+def test_check_outside_a_notebook_says_what_to_do():
+    with pytest.raises(UsageError, match="attention-grader check FILE"):
+        check("softmax_naive")
