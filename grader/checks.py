@@ -326,7 +326,10 @@ def check_structure(step: Step, check: Check, outcomes: list[Outcome]) -> str:
         problem = _parameter_problem(step, got, want)
         if problem:
             raise CheckFailed(problem)
-        buffers = {name: tuple(shape) for name, shape in obtained["buffers"]}
+        # A buffer kept as a plain tensor attribute still shows the configuration (its shape); the
+        # `buffers` check of the class step is where that mistake costs points.
+        buffers = {name: tuple(shape) for name, shape in obtained.get("tensor_attributes", [])}
+        buffers.update({name: tuple(shape) for name, shape in obtained["buffers"]})
         for name, shape in outcome.expected.buffers.items():
             if buffers.get(name) != shape:
                 found = shape_text(buffers[name]) if name in buffers else "missing"
@@ -388,8 +391,8 @@ def check_batch_consistency(step: Step, check: Check, outcomes: list[Outcome]) -
         outputs = _outputs(outcome)
         for whole, item, alone in outcome.expected.batch_items:
             in_batch, by_itself = outputs[whole][item], outputs[alone][0]
-            if in_batch.shape != by_itself.shape or not torch.allclose(in_batch, by_itself,
-                                                                       atol=1e-5, rtol=1e-4):
+            if in_batch.shape != by_itself.shape or not torch.allclose(
+                    in_batch, by_itself, atol=1e-5, rtol=1e-4, equal_nan=True):
                 raise CheckFailed(f"{outcome.title}: batch item {item} gives a different output "
                                   "inside the batch than on its own: the items of a batch must not "
                                   "mix (check which dimensions you transpose and sum over)")
@@ -483,7 +486,9 @@ def compare(expected: torch.Tensor, obtained: torch.Tensor, atol: float, rtol: f
     """None when `obtained` is close to `expected` everywhere, else what differs and by how much."""
     e, o = expected.double(), obtained.double()
     abs_diff = (o - e).abs()
-    bad = ~(abs_diff <= atol + rtol * e.abs())  # NaN compares false, so it counts as a mismatch
+    # NaN compares false, so it is a mismatch, unless both are NaN there (a known mistake that
+    # produces NaN explains a student's NaN at the same place).
+    bad = ~((abs_diff <= atol + rtol * e.abs()) | (torch.isnan(e) & torch.isnan(o)))
     if not bad.any():
         return None
     abs_for_max = torch.where(torch.isnan(abs_diff), torch.full_like(abs_diff, math.inf), abs_diff)

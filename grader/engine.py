@@ -44,8 +44,11 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
         # ... while this process does the same: the two imports overlap on two cores.
         from .cases import Preparer, load_reference
 
+        from .diagnose import Diagnoser
+
         preparer = Preparer(rubric, load_reference(rubric.reference))
         prepared = [preparer.prepare(step) for step in chosen]  # a bad case fails before grading
+        session.diagnoser = Diagnoser(rubric, preparer)
         results = [session.run(p) for p in prepared]
     finally:
         session.close()
@@ -90,6 +93,7 @@ class Session:
         self.load_failure: tuple[str, str] | None = None  # (status, feedback) for every step
         self.load_errors: tuple[dict, ...] = ()  # what the code raised the first time it ran
         self.restarts = 0
+        self.diagnoser = None  # names known mistakes; set once the reference is loaded
         self.deadline = time.monotonic() + rubric.defaults.submission_timeout
         self.printed: list[str] = []  # output of workers that were stopped, for the notes
         self._start()
@@ -157,7 +161,8 @@ class Session:
                               f"{seconds:.1f} s. The other steps were still graded.", seconds=seconds)
         from .judge import judge
 
-        return judge(prepared, reply, self.load, time.monotonic() - started, self.submission)
+        return judge(prepared, reply, self.load, time.monotonic() - started, self.submission,
+                     self.diagnoser)
 
     def _keep_output(self) -> None:
         if self.worker is not None and self.worker.printed is not None and self.worker.printed.total:

@@ -167,6 +167,7 @@ class Worker:
             "class": type(module).__name__,
             "parameters": [[n, list(p.shape), str(p.dtype)] for n, p in module.named_parameters()],
             "buffers": [[n, list(b.shape)] for n, b in module.named_buffers()],
+            "tensor_attributes": self.tensor_attributes(module),
             "state_keys": list(module.state_dict().keys()),
             "attributes": {a: self.plain_attribute(module, a) for a in case.get("attributes", [])},
         }
@@ -198,13 +199,22 @@ class Worker:
             reply["gradients"] = self.gradients(module, case["inputs"][0], case["gradients"])
         return reply
 
+    def tensor_attributes(self, module) -> list:
+        """Plain tensor attributes (neither parameters nor buffers), e.g. a mask kept as one."""
+        found = []
+        for prefix, sub in module.named_modules():
+            for key, value in vars(sub).items():
+                if isinstance(value, self.torch.Tensor) and not key.startswith("_"):
+                    found.append([f"{prefix}.{key}" if prefix else key, list(value.shape)])
+        return found
+
     def gradients(self, module, x, projection) -> dict:
         """Which parameters receive a non-zero gradient from a random projection of the output."""
         module.zero_grad(set_to_none=True)
         output = module(x)
         loss = (output * projection).sum() if projection.shape == output.shape else output.sum()
         loss.backward()
-        return {name: bool(p.grad is not None and p.grad.abs().sum().item() > 0)
+        return {name: bool(p.grad is not None and not p.grad.abs().sum().item() <= 0)  # NaN: has one
                 for name, p in module.named_parameters()}
 
     def load_weights(self, module, weights: dict) -> str | None:

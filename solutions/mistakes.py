@@ -782,8 +782,8 @@ _MISTAKES = [
     Mistake(
         "gpt2_qkv_bias",
         "GPT-2 attention with query/key/value biases",
-        "The module has three extra bias vectors of 768 parameters each, so its parameter count is "
-        "2,362,368 instead of 2,360,064.",
+        "Exercise 3.3 asks for no query/key/value biases: with them the module has three extra bias "
+        "vectors of 768 parameters each, 2,362,368 parameters instead of 2,360,064.",
         "Pass qkv_bias=False (the default) to MultiHeadAttention.",
         {"gpt2_small_attention": (_gpt2_small_attention_with_qkv_bias,)},
     ),

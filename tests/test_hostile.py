@@ -25,6 +25,7 @@ def fast_rubric(tmp_path_factory):
     """The course rubric with tight limits, so that hostile code is stopped quickly."""
     data = yaml.safe_load(RUBRIC.read_text())
     data["reference"] = str(SOLUTIONS)
+    data["mistakes"] = str(SOLUTIONS.parent / "mistakes.py")
     data["defaults"].update(step_timeout=5, load_timeout=8, submission_timeout=120, output_kb=64,
                             memory_mb=1536, cpu_seconds=60)
     path = tmp_path_factory.mktemp("rubric") / "config.yaml"

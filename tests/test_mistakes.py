@@ -24,39 +24,43 @@ class Mistake:
     fails: dict[str, str]  # step id -> the status it must get; every other step passes
     count: int = 0  # how many matches to replace (0: all)
     feedback: tuple[str, ...] = ()  # phrases the first failing step's feedback must contain
+    named: str | None = None  # the known mistake the report must name on every failing step
 
 
 MISTAKES = [
     Mistake("forgot_sqrt_scaling", r"\s*/\s*(d_k|keys\.shape\[-1\])\s*\*\*\s*0\.5", "",
             dict.fromkeys(SCALING_STEPS, "failed"),
-            feedback=("largest absolute difference", "differs in")),
+            feedback=("largest absolute difference", "differs in"), named="missing_scaling"),
     Mistake("scaled_by_dk", r"(d_k|keys\.shape\[-1\])\s*\*\*\s*0\.5", r"\1",
-            dict.fromkeys(SCALING_STEPS, "failed")),
+            dict.fromkeys(SCALING_STEPS, "failed"), named="scaled_by_dk"),
     Mistake("softmax_wrong_dim", r"torch\.softmax\(attn_scores, dim=-1\)",
             "torch.softmax(attn_scores, dim=0)", {"attention_weights": "failed"}, count=1,
-            feedback=("rows_sum_to_one",)),
+            feedback=("rows_sum_to_one",), named="softmax_wrong_dim"),
     Mistake("scores_transposed_product", r"inputs @ inputs\.T", "inputs.T @ inputs",
-            {"attention_scores": "failed"}, feedback=("has shape (3, 3); expected (6, 6)",)),
+            {"attention_scores": "failed"}, feedback=("has shape (3, 3); expected (6, 6)",),
+            named="scores_transposed_product"),
     Mistake("mask_includes_diagonal", r"diagonal=1\)", "diagonal=0)",
             {"causal_attention_weights": "failed", "CausalAttention": "failed",
-             "MultiHeadAttention": "failed"}, feedback=("NaN",)),
+             "MultiHeadAttention": "failed"}, feedback=("NaN",), named="mask_includes_diagonal"),
     Mistake("v1_weight_not_transposed", r"weight\.T\)", "weight)",
-            {"transfer_weights_v2_to_v1": "error"}, feedback=("RuntimeError",)),
+            {"transfer_weights_v2_to_v1": "error"}, feedback=("RuntimeError",),
+            named="v1_weight_not_transposed"),
     Mistake("missing_renormalization", r"return masked_simple_norm", "return masked_simple",
-            {"renormalized_causal_weights": "failed"}, feedback=("rows_sum_to_one",)),
+            {"renormalized_causal_weights": "failed"}, feedback=("rows_sum_to_one",),
+            named="missing_renormalization"),
     Mistake("dropout_no_rescale", r"return dropout\(attn_weights\)  # same shape as attn_weights",
             "return dropout(attn_weights) * (1 - p)", {"attention_dropout": "failed"},
-            feedback=("1 / (1 - p)",)),
+            feedback=("1 / (1 - p)",), named="dropout_no_rescale"),
     Mistake("wrapper_concat_wrong_dim", r"torch\.cat\(head_outputs, dim=-1\)",
             "torch.cat(head_outputs, dim=1)", {"MultiHeadAttentionWrapper": "failed"},
-            feedback=("has shape (2, 12, 2)",)),
+            feedback=("has shape (2, 12, 2)",), named="wrapper_concat_wrong_dim"),
     Mistake("missing_out_proj", r"context_vec = self\.out_proj\(context_vec\)", "pass",
-            {"MultiHeadAttention": "failed"}),
+            {"MultiHeadAttention": "failed"}, named="missing_out_proj"),
     Mistake("mask_not_sliced", r"\[:num_tokens, :num_tokens\]", "",
             {"CausalAttention": "error", "MultiHeadAttention": "error"},
-            feedback=("RuntimeError", "shorter_than_context")),
+            feedback=("RuntimeError", "shorter_than_context"), named="mask_not_sliced"),
     Mistake("gpt2_wrong_head_count", r"num_heads=12", "num_heads=8",
-            {"gpt2_small_attention": "failed"}, feedback=("num_heads", "12")),
+            {"gpt2_small_attention": "failed"}, feedback=("num_heads", "12", "does not match any")),
     Mistake("v1_weights_created_out_of_order",
             r"( +self\.W_query = nn\.Parameter\(torch\.rand\(d_in, d_out\)\).*\n)"
             r"( +self\.W_key = nn\.Parameter\(torch\.rand\(d_in, d_out\)\).*\n)",
@@ -66,6 +70,31 @@ MISTAKES = [
     Mistake("v1_weights_transposed", r"nn\.Parameter\(torch\.rand\(d_in, d_out\)\)",
             "nn.Parameter(torch.rand(d_out, d_in))", {"SelfAttention_v1": "failed"},
             feedback=("`W_query` has shape (2, 3); expected (d_in, d_out) = (3, 2)", "not run")),
+    Mistake("normalized_without_exp", r"exp_x = torch\.exp\(x\)", "exp_x = x",
+            {"softmax_naive": "failed"}, named="normalized_without_exp"),
+    Mistake("mask_wrong_triangle", r"future\.triu\(diagonal=1\)", "future.tril(diagonal=-1)",
+            {"causal_attention_weights": "failed"}, named="mask_wrong_triangle"),
+    Mistake("mask_zero_fill", r"attn_scores\.masked_fill\(mask, -torch\.inf\)",
+            "attn_scores.masked_fill(mask, 0.0)", {"causal_attention_weights": "failed"},
+            named="mask_zero_fill"),
+    Mistake("no_causal_mask", r"masked = attn_scores\.masked_fill\(mask, -torch\.inf\)",
+            "masked = attn_scores", {"causal_attention_weights": "failed"}, named="no_causal_mask"),
+    Mistake("mask_not_buffer",
+            r'self\.register_buffer\(\n\s*"mask", (torch\.triu\(torch\.ones\(context_length, '
+            r'context_length\), diagonal=1\))\n\s*\)', r"self.mask = \1",
+            {"CausalAttention": "failed", "MultiHeadAttention": "failed"}, named="mask_not_buffer",
+            feedback=("not a registered buffer",)),
+    Mistake("dropout_keep_prob", r"dropout = nn\.Dropout\(p\)", "dropout = nn.Dropout(1 - p)",
+            {"attention_dropout": "failed"}, named="dropout_keep_prob"),
+    Mistake("heads_split_without_transpose",
+            r"\n\s*(keys|queries|values) = (keys|queries|values)\.transpose\(1, 2\).*"
+            r"|\n\s*context_vec = context_vec\.transpose\(1, 2\).*", "",
+            {"MultiHeadAttention": "error"}, named="heads_split_without_transpose"),
+    Mistake("heads_merged_without_transpose",
+            r"\n\s*context_vec = context_vec\.transpose\(1, 2\).*", "",
+            {"MultiHeadAttention": "failed"}, named="heads_merged_without_transpose"),
+    Mistake("gpt2_qkv_bias", r"num_heads=12, qkv_bias=False", "num_heads=12, qkv_bias=True",
+            {"gpt2_small_attention": "failed"}, named="gpt2_qkv_bias"),
     Mistake("context_vectors_misnamed", r"def context_vectors\(", "def context_vectors_all(",
             {"context_vectors": "missing"}, feedback=("does not define `context_vectors`",)),
     Mistake("typo_in_softmax", r"return exp_x / exp_x\.sum\(dim=0\)",
@@ -89,6 +118,9 @@ def test_a_mistake_fails_exactly_the_steps_it_touches(mistake, rubric, solution_
     first = next(s for s in report.steps if s.id in mistake.fails)
     for phrase in mistake.feedback:
         assert phrase in first.feedback, first.feedback
+    # the diagnosis names the mistake on every step it touches, and nowhere else
+    named = {step.id: step.mistake for step in report.steps if step.mistake}
+    assert named == dict.fromkeys(mistake.fails, mistake.named) if mistake.named else named == {}
     assert report.score < report.max_score
     # the steps that passed are scored in full
     for step in report.steps:

@@ -156,3 +156,8 @@ def test_a_bug_in_the_grader_exits_2_with_a_clear_message(monkeypatch, capsys):
     monkeypatch.setattr(judge, "judge", broken)
     assert cli.main(["check", str(SOLUTIONS), "--step", "softmax_naive"]) == 2
     assert "internal error: the grader failed (not the submission)" in capsys.readouterr().err
+
+
+def test_a_correct_submission_is_never_given_a_mistake(rubric):
+    report = grade(SOLUTIONS, rubric=rubric)
+    assert [step.mistake for step in report.steps] == [None] * len(rubric.steps)

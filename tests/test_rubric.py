@@ -19,8 +19,8 @@ def broken(tmp_path, edit):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     # the reference path is relative to the rubric file
     (tmp_path / "solutions").mkdir(exist_ok=True)
-    (tmp_path / "solutions" / "attention.py").write_text(
-        (RUBRIC.parent / "solutions" / "attention.py").read_text())
+    for name in ("attention.py", "mistakes.py"):
+        (tmp_path / "solutions" / name).write_text((RUBRIC.parent / "solutions" / name).read_text())
     return path
 
 
@@ -63,6 +63,17 @@ def test_a_bad_rubric_names_the_key_path_and_what_was_expected(tmp_path, edit, k
     message = error_for(tmp_path, edit)
     assert f": {key_path}: " in message
     assert expected in message
+
+
+def test_unknown_mistakes_are_named_before_grading(tmp_path):
+    from grader import grade
+
+    def edit(d):
+        d["steps"][1]["mistakes"] = ["forgot_to_exist"]
+
+    with pytest.raises(RubricError, match=r"steps\[1\]\.mistakes: unknown mistake 'forgot_to_exist'"):
+        grade(RUBRIC.parent / "solutions" / "attention.py", rubric=broken(tmp_path, edit),
+              steps=["softmax_naive"])
 
 
 def test_a_missing_reference_file_is_named(tmp_path):

@@ -82,7 +82,7 @@ def _step_section(step: StepResult) -> str:
             parts.append(f'<li class="{cls}">{mark} <strong>{escape(check.name)}</strong> '
                          f"({check.score:g} / {check.max_score:g}): {escape(check.message)}</li>")
         parts.append("</ul>")
-    if step.hints and step.status in ("failed", "error"):
+    if step.hints and step.status in ("failed", "error") and not step.mistake:
         parts.append(f"<p><em>Hint:</em> {escape(step.hints[0])}</p>")
     parts.append("</section>")
     return "\n".join(parts)

@@ -29,6 +29,6 @@ def render_markdown(report: Report, **_) -> str:
         failed = [c for c in step.checks if not c.passed]
         if failed:
             lines += [""] + [f"- **{c.name}** (0 / {c.max_score:g}): {c.message}" for c in failed]
-        if step.hints and step.status in ("failed", "error"):
+        if step.hints and step.status in ("failed", "error") and not step.mistake:
             lines += ["", f"*Hint:* {step.hints[0]}"]
     return "\n".join(lines) + "\n"

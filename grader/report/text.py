@@ -42,7 +42,7 @@ def _step_lines(step: StepResult, paint, width: int) -> list[str]:
     for paragraph in step.feedback.splitlines():
         lines.extend(textwrap.wrap(paragraph, width, initial_indent="      ",
                                    subsequent_indent="        ") or [""])
-    if step.hints and step.status in ("failed", "error"):
+    if step.hints and step.status in ("failed", "error") and not step.mistake:
         lines.extend(textwrap.wrap(f"hint: {step.hints[0]}", width, initial_indent="      ",
                                    subsequent_indent="        "))
     return lines
