@@ -43,7 +43,6 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
     try:
         # ... while this process does the same: the two imports overlap on two cores.
         from .cases import Preparer, load_reference
-
         from .diagnose import Diagnoser
 
         preparer = Preparer(rubric, load_reference(rubric.reference))

@@ -27,10 +27,12 @@ WRONG_MODULES = [
     # a module that peeks ahead, but only for batches of two (alone, an item is masked: they differ)
     ("peeks_ahead_for_some_inputs",
      "        attn_scores.masked_fill_(",
-     "        if b != 2:\n            attn_scores.masked_fill_(", {"no_look_ahead", "values", "batch_consistency"},
+     "        if b != 2:\n            attn_scores.masked_fill_(",
+     {"no_look_ahead", "values", "batch_consistency"},
      "changing the tokens after position"),
     ("mask_as_plain_attribute",
-     'self.register_buffer(\n            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)\n        )',
+     'self.register_buffer(\n            "mask", torch.triu(torch.ones(context_length, context_length), '
+     'diagonal=1)\n        )',
      "self.mask = torch.triu(torch.ones(context_length, context_length), diagonal=1)",
      {"buffers"}, "not a registered buffer"),
     ("dropout_that_never_drops",
@@ -41,7 +43,8 @@ WRONG_MODULES = [
      {"gradients_flow"}, "no gradient reaches W_value.weight"),
     ("batch_items_that_mix",
      "attn_scores = queries @ keys.transpose(1, 2)",
-     "attn_scores = queries @ keys.transpose(1, 2)\n        attn_scores = attn_scores - attn_scores.mean(dim=0)",
+     "attn_scores = queries @ keys.transpose(1, 2)\n"
+     "        attn_scores = attn_scores - attn_scores.mean(dim=0)",
      {"batch_consistency", "values"}, "batch item"),
 ]
 

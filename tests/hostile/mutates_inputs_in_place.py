@@ -1,4 +1,3 @@
-import torch
 
 
 def attn_scores_for_query(inputs, query):
