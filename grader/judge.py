@@ -25,7 +25,8 @@ def judge(prepared: PreparedStep, reply: dict, load: LoadResult | None, seconds:
     if diagnosis is None:
         return dataclasses.replace(result, feedback=result.feedback + "\nThis does not match any of "
                                    "the common mistakes we know for this step.")
-    named = (f"This looks like a known mistake: {diagnosis.title}. {diagnosis.explanation}\n"
+    named = (f"This looks like a known mistake ({diagnosis.id}): {diagnosis.title}. "
+             f"{diagnosis.explanation}\n"
              f"Try this: {diagnosis.hint}\n")
     return dataclasses.replace(result, mistake=diagnosis.id, feedback=named + result.feedback)
 
