@@ -160,3 +160,27 @@ def test_a_bug_in_the_grader_exits_2_with_a_clear_message(monkeypatch, capsys):
 def test_a_correct_submission_is_never_given_a_mistake(rubric):
     report = grade(SOLUTIONS, rubric=rubric)
     assert [step.mistake for step in report.steps] == [None] * len(rubric.steps)
+
+
+def test_seed_replays_exactly_one_case_and_hidden_values_stay_hidden(capsys):
+    from grader import cli
+
+    example = REPO_ROOT / "examples" / "student_notebook.ipynb"
+    assert cli.main(["check", str(example), "--step", "attention_weights", "--seed", "52"]) == 1
+    out = capsys.readouterr().out
+    assert "hidden case `batched_2x4x4` (seed 52)" in out
+    assert "case `book`" not in out and "expected 0." not in out
+    assert "Score: 2 / 5" in out
+    # an unknown seed lists the step's seeds; --seed needs exactly one step
+    assert cli.main(["check", str(example), "--step", "attention_weights", "--seed", "7"]) == 2
+    assert "its seeds are: 0, 51, 52" in capsys.readouterr().err
+    assert cli.main(["check", str(example), "--seed", "52"]) == 2
+
+
+def test_colour_only_when_asked_or_on_a_terminal(capsys):
+    from grader import cli
+
+    cli.main(["check", str(SOLUTIONS), "--step", "softmax_naive", "--colour", "always"])
+    assert "\x1b[32m" in capsys.readouterr().out
+    cli.main(["check", str(SOLUTIONS), "--step", "softmax_naive"])  # captured: not a terminal
+    assert "\x1b[" not in capsys.readouterr().out
