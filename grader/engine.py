@@ -84,7 +84,8 @@ def _unread(step: Step) -> StepResult:
 class Session:
     """The worker for one submission, restarted after a step that hangs or crashes it."""
 
-    def __init__(self, submission: Submission, rubric: Rubric):
+    def __init__(self, submission: Submission, rubric: Rubric, zygote=None):
+        self.zygote = zygote  # a warm worker factory (batch grading), or None: start from scratch
         self.submission = submission
         self.rubric = rubric
         self.worker: Worker | None = None
@@ -102,7 +103,7 @@ class Session:
         limits = Limits(**{key: getattr(defaults, key) for key in LIMIT_KEYS})
         # The reference solutions' folder is hidden from the worker where the platform allows.
         self.worker = Worker(self.submission, limits, hide=(str(self.rubric.reference.parent),),
-                             load_timeout=defaults.load_timeout)
+                             load_timeout=defaults.load_timeout, zygote=self.zygote)
         self.worker.start()
         self.load = None
 

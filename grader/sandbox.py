@@ -13,11 +13,13 @@ printed more than the limit. Everything it sends back is decoded by `grader.wire
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -152,7 +154,8 @@ class Worker:
     """One worker process holding one submission's namespace."""
 
     def __init__(self, submission: Submission, limits: Limits = Limits(), hide: tuple[str, ...] = (),
-                 load_timeout: float = 60.0):
+                 load_timeout: float = 60.0, zygote: Zygote | None = None):
+        self.zygote = zygote
         self.submission = submission
         self.load_timeout = load_timeout
         self.limits = limits
@@ -176,17 +179,9 @@ class Worker:
         request_r, self.request_w = os.pipe()
         self.reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
+        confinement = {"limits": self.limits.for_worker(), "uid": self.uid, "hide": list(self.hide)}
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", str(WORKER), str(request_r), str(reply_w)],
-                pass_fds=(request_r, reply_w),
-                cwd=self.home,
-                env=_scrubbed_env(self.home),
-                stdin=subprocess.DEVNULL,
-                stdout=output_w,
-                stderr=output_w,
-                start_new_session=True,
-            )
+            self.process = self._launch(request_r, reply_w, output_w, confinement)
         except OSError as exc:
             os.close(output_r)
             raise InternalError(f"could not start the worker process: {exc}") from exc
@@ -195,12 +190,26 @@ class Worker:
                 os.close(fd)
         self.printed = _Printed(output_r, self.limits.output_kb * 1024, self._kill_group)
         self.started = time.monotonic()
-        self.send({"op": "confine", "limits": self.limits.for_worker(), "uid": self.uid,
-                   "hide": list(self.hide)})
+        if self.zygote is None:
+            self.send({"op": "confine", **confinement})
         chunks = [{"code": c.code, "filename": c.filename, "label": c.label}
                   for c in self.submission.chunks]
         self.send({"op": "load", "chunks": chunks, "module_name": self.submission.module_name,
                    "timeout": self.load_timeout})
+
+    def _launch(self, request_r: int, reply_w: int, output_w: int, confinement: dict):
+        if self.zygote is not None:  # a fork of a warm process that has imported torch already
+            return self.zygote.spawn((request_r, reply_w, output_w), self.home, confinement)
+        return subprocess.Popen(
+            [sys.executable, "-I", str(WORKER), str(request_r), str(reply_w)],
+            pass_fds=(request_r, reply_w),
+            cwd=self.home,
+            env=_scrubbed_env(self.home),
+            stdin=subprocess.DEVNULL,
+            stdout=output_w,
+            stderr=output_w,
+            start_new_session=True,
+        )
 
     def loaded(self, timeout: float) -> LoadResult:
         self._wait_ready()
@@ -321,3 +330,96 @@ class Worker:
             )
         except (OSError, subprocess.SubprocessError):
             pass
+
+
+# ---------------------------------------------------------------- warm workers for a whole class
+
+
+class Zygote:
+    """A warm process that has imported torch once and forks a fresh worker per submission.
+
+    Each forked worker confines itself exactly as one started from scratch does; the zygote never
+    runs student code. Safe to share between threads.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.home = tempfile.mkdtemp(prefix="attention-grader-zygote-")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", str(WORKER), "--zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), cwd=self.home, env=_scrubbed_env(self.home),
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError as exc:
+            raise InternalError(f"could not start the warm worker: {exc}") from exc
+        finally:
+            theirs.close()
+        self.control = ours
+        self.control.settimeout(READY_TIMEOUT)
+        try:
+            reply = json.loads(self.control.recv(1 << 16) or b"null")
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise InternalError(f"the warm worker did not start: {exc}") from None
+        if not reply or reply.get("op") != "ready":
+            self.close()
+            raise InternalError("the warm worker did not start")
+
+    def _ask(self, message: dict, fds: tuple[int, ...] = ()) -> dict:
+        with self._lock:
+            try:
+                socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
+                return json.loads(self.control.recv(1 << 16))
+            except (OSError, ValueError) as exc:
+                raise InternalError(f"the warm worker stopped answering: {exc}") from None
+
+    def spawn(self, fds: tuple[int, int, int], home: str, confinement: dict) -> _ForkedChild:
+        reply = self._ask({"op": "spawn", "home": home, "confine": confinement}, fds)
+        return _ForkedChild(reply["pid"], self)
+
+    def status(self, pid: int) -> int | None:
+        return self._ask({"op": "status", "pid": pid})["returncode"]
+
+    def close(self) -> None:
+        try:
+            self.control.close()
+        except OSError:
+            pass
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _ForkedChild:
+    """A worker forked by the zygote, with the part of Popen's interface the Worker uses."""
+
+    def __init__(self, pid: int, zygote: Zygote):
+        self.pid = pid
+        self.zygote = zygote
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.status(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
+            time.sleep(0.01)
+        return self.returncode

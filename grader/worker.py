@@ -294,19 +294,102 @@ class Worker:
         return (f"{label}, line {lineno}" if label else f"line {lineno}"), code
 
 
+def _needed_paths() -> list[str]:
+    """Where Python, torch and these files live: they must stay reachable once confined."""
+    return sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__),
+                   *(p for p in sys.path if p)})
+
+
 def main(argv: list[str]) -> int:
+    if argv[1] == "--zygote":
+        return zygote(int(argv[2]))
     request_fd, reply_fd = int(argv[1]), int(argv[2])
     wire = _load_sibling("wire")
     confine = _load_sibling("confine")
     # Confine this process before torch is imported and before any student code runs.
     config = wire.decode(wire.read_frame(request_fd))
-    config["needed"] = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__),
-                               *(p for p in sys.path if p)})
+    config["needed"] = _needed_paths()
     applied = confine.confine(config)
     worker = Worker(request_fd, reply_fd, wire, confine)
     wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
     worker.serve()
     return 0
+
+
+# ---------------------------------------------------------------- the zygote: a warm worker factory
+
+
+def zygote(control_fd: int) -> int:
+    """Import torch once, then fork a fresh worker per submission on the grader's request.
+
+    The control socket (SOCK_SEQPACKET) carries small JSON requests; `spawn` comes with three file
+    descriptors (request, reply, output) for the child. The zygote itself never runs student code:
+    each child confines itself (limits, namespaces, its own uid) right after the fork, before the
+    submission's code is executed, exactly as a worker started from scratch does.
+    """
+    import json
+    import socket
+
+    wire = _load_sibling("wire")
+    confine = _load_sibling("confine")
+    import torch
+
+    torch.set_num_threads(1)  # no OpenMP pool: forking after one is started can hang the child
+    _load_sibling("shells")
+    control = socket.socket(fileno=control_fd)
+    control.sendall(json.dumps({"op": "ready"}).encode())
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
+        except OSError:
+            break
+        if not message:
+            break  # the grader is gone
+        request = json.loads(message)
+        if request["op"] == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                _child(request, fds, wire, confine)  # never returns
+            for fd in fds:
+                os.close(fd)
+            control.sendall(json.dumps({"pid": pid}).encode())
+        elif request["op"] == "status":
+            control.sendall(json.dumps({"returncode": _exit_status(request["pid"])}).encode())
+    return 0
+
+
+def _exit_status(pid: int):
+    """The child's exit code as subprocess reports it (negative: a signal), or None if running."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return -1  # already reaped, or not ours
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def _child(request: dict, fds: list[int], wire, confine) -> None:
+    code = 0
+    try:
+        request_fd, reply_fd, output_fd = fds
+        os.setsid()  # its own process group, as a worker started from scratch has
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.close(output_fd)
+        os.chdir(request["home"])
+        os.environ.update(HOME=request["home"], TMPDIR=request["home"])
+        config = request["confine"]
+        config["needed"] = _needed_paths()
+        applied = confine.confine(config)
+        worker = Worker(request_fd, reply_fd, wire, confine)
+        wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
+        worker.serve()
+    except BaseException:  # noqa: BLE001 - report and leave; the grader sees the worker die
+        traceback.print_exc()
+        code = 70
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

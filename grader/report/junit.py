@@ -1,0 +1,94 @@
+"""The JUnit XML report: one `<testcase>` per step, for CI test reporters (GitHub, GitLab, Jenkins).
+
+    <testsuites ...>
+      <testsuite name="attention-grader" tests="19" failures="2" errors="0" skipped="1" time="2.3">
+        <properties>score, max_score, submission, rubric, grader_version</properties>
+        <testcase classname="attention.3.3.2" name="attention_weights" time="0.01">
+          <failure message="first line of the feedback" type="failed">the whole feedback</failure>
+        </testcase>
+        ...
+        <system-out>the notes about the submission as a whole</system-out>
+      </testsuite>
+    </testsuites>
+
+`failed` and `missing` steps are failures, `error` and `timeout` steps are errors (the code raised,
+hung or crashed), `not_implemented` steps are skipped. Built with ElementTree, which escapes text
+and attributes; characters XML 1.0 cannot hold at all (control characters a submission printed)
+are replaced by U+FFFD first.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from ..models import Report, StepResult
+
+FAILURES = ("failed", "missing")
+ERRORS = ("error", "timeout")
+SKIPPED = ("not_implemented",)
+
+# Not allowed anywhere in an XML 1.0 document, not even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def render_junit(report: Report, **_) -> str:
+    counts = report.counts()
+    totals = {
+        "tests": str(len(report.steps)),
+        "failures": str(sum(counts[s] for s in FAILURES)),
+        "errors": str(sum(counts[s] for s in ERRORS)),
+        "skipped": str(sum(counts[s] for s in SKIPPED)),
+        "time": _seconds(report.seconds),
+    }
+    root = ET.Element("testsuites", {"name": "attention-grader", **totals})
+    suite = ET.SubElement(root, "testsuite", {"name": "attention-grader", **totals})
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("submission", report.submission), ("score", f"{report.score:g}"),
+                        ("max_score", f"{report.max_score:g}"), ("rubric", report.rubric),
+                        ("grader_version", report.grader_version)):
+        ET.SubElement(properties, "property", {"name": name, "value": _clean(value)})
+    for step in report.steps:
+        suite.append(_testcase(step))
+    if report.notes:
+        ET.SubElement(suite, "system-out").text = _clean("\n".join(report.notes))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _testcase(step: StepResult) -> ET.Element:
+    case = ET.Element("testcase", {"classname": f"attention.{step.section}", "name": step.id,
+                                   "time": _seconds(step.seconds)})
+    if step.passed:
+        return case
+    points = f"{step.score:g}/{step.max_score:g} points"
+    first = step.feedback.strip().splitlines()[0] if step.feedback.strip() else step.status
+    message = _clean(f"{step.status.replace('_', ' ')} ({points}): {first}")
+    if step.status in SKIPPED:
+        ET.SubElement(case, "skipped", {"message": message})
+        return case
+    tag = "error" if step.status in ERRORS else "failure"
+    ET.SubElement(case, tag, {"message": message, "type": step.status}).text = _clean(
+        _details(step, points))
+    return case
+
+
+def _details(step: StepResult, points: str) -> str:
+    lines = [f"{step.section} {step.id}: {step.title}: {points}", "", step.feedback]
+    failed = [c for c in step.checks if not c.passed]
+    if failed:
+        lines += [""] + [f"- {c.name} (0 / {c.max_score:g}): {c.message}" for c in failed]
+    if step.location:
+        lines += ["", f"where: {step.location}"]
+    return "\n".join(lines)
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def _clean(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+__all__ = ["render_junit"]
