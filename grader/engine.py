@@ -42,16 +42,42 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
     session = Session(read, rubric)  # the worker starts now and imports torch ...
     try:
         # ... while this process does the same: the two imports overlap on two cores.
-        from .cases import Preparer, load_reference
-        from .diagnose import Diagnoser
-
-        preparer = Preparer(rubric, load_reference(rubric.reference))
-        prepared = [preparer.prepare(step) for step in chosen]  # a bad case fails before grading
-        session.diagnoser = Diagnoser(rubric, preparer)
+        prepared, diagnoser = prepare(rubric, chosen)
+        session.diagnoser = diagnoser
         results = [session.run(p) for p in prepared]
     finally:
         session.close()
     return _report(read.path, rubric, results, session.notes(), started)
+
+
+def prepare(rubric: Rubric, steps: list[Step]):
+    """Every step's inputs and reference answers, and the mistake diagnoser: computed once, before
+    any grading (a bad case is a rubric error here), and reusable for a whole class."""
+    from .cases import Preparer, load_reference
+    from .diagnose import Diagnoser
+
+    preparer = Preparer(rubric, load_reference(rubric.reference))
+    prepared = [preparer.prepare(step) for step in steps]
+    return prepared, Diagnoser(rubric, preparer)
+
+
+def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, zygote=None,
+                   notes: tuple[str, ...] = ()) -> Report:
+    """Grade code already read against steps already prepared (batch grading's inner loop)."""
+    started = time.monotonic()
+    session = Session(submission, rubric, zygote)
+    session.diagnoser = diagnoser
+    try:
+        results = [session.run(p) for p in prepared]
+    finally:
+        session.close()
+    return _report(submission.path, rubric, results, (*notes, *session.notes()), started)
+
+
+def unreadable_report(path: str, rubric: Rubric, problem: str, notes: tuple[str, ...] = ()) -> Report:
+    """The complete report (every step present) of a submission that could not be read."""
+    return _report(path, rubric, [_unread(step) for step in rubric.steps], (*notes, problem),
+                   time.monotonic())
 
 
 def replay_case(step: Step, seed: int) -> Step:
@@ -206,4 +232,5 @@ def error_text(error: dict) -> str:
     return f"{error['type']}: {message}" if message else error["type"]
 
 
-__all__ = ["DEFAULT_RUBRIC", "Session", "error_text", "grade", "result_for"]
+__all__ = ["DEFAULT_RUBRIC", "Session", "error_text", "grade", "grade_prepared", "prepare",
+           "result_for", "unreadable_report"]

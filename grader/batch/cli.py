@@ -1,0 +1,79 @@
+"""`attention-grader grade` and `attention-grader merge`: thin layers over grader.batch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..engine import DEFAULT_RUBRIC
+from ..errors import GraderError, UsageError
+from ..rubric import load_rubric
+
+
+def add_parsers(commands) -> None:
+    grade = commands.add_parser(
+        "grade", help="grade a whole class and write a gradebook",
+        description="Grade every student's newest submission and write grades.csv, results.jsonl, "
+        "feedback/ and summary.md/.html to --out. Rerunning the same command after an interruption "
+        "grades only what is missing.")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                       help="files, folders (one file or folder per student) or a zip export")
+    grade.add_argument("--out", required=True, help="the folder for the gradebook and the results")
+    grade.add_argument("--rubric", default=str(DEFAULT_RUBRIC), help="the rubric file")
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="submissions graded at once (default: the number of cores)")
+    grade.add_argument("--id-pattern", metavar="REGEX",
+                       help="a regular expression whose group `id` (or first group) is the student id "
+                       "in a file or folder name (Canvas and Moodle names are understood without it)")
+    grade.add_argument("--regrade", action="append", default=[], metavar="ID",
+                       help="grade this student again even if a result exists (repeatable)")
+    grade.add_argument("--shard", metavar="K/N", help="grade only shard K of N (for CI matrices)")
+    grade.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="where to run: this machine (default) or a Dask cluster")
+    grade.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler's address")
+    merge = commands.add_parser("merge", help="combine the gradebooks of several shards",
+                                description="Combine `grade --shard` outputs into one gradebook.")
+    merge.add_argument("shards", nargs="+", metavar="SHARD_DIR")
+    merge.add_argument("--out", required=True)
+    merge.add_argument("--rubric", default=str(DEFAULT_RUBRIC))
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected K/N, e.g. 1/4") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import grade_class, merge
+
+    try:
+        if args.command == "merge":
+            rows = merge([Path(s) for s in args.shards], Path(args.out), load_rubric(args.rubric))
+            print(f"{args.out}: gradebook of {len(rows)} students from {len(args.shards)} shards")
+            return 0
+        if args.executor == "dask" and not args.scheduler:
+            raise UsageError("--executor dask needs --scheduler ADDRESS")
+        if args.jobs < 1:
+            raise UsageError("--jobs must be at least 1")
+        outcome = grade_class(args.submissions, out=args.out, rubric=args.rubric, jobs=args.jobs,
+                              id_pattern=args.id_pattern, regrade=tuple(args.regrade),
+                              shard=parse_shard(args.shard), executor=args.executor,
+                              scheduler=args.scheduler)
+    except (GraderError, FileNotFoundError) as exc:
+        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        return 2
+    for problem in outcome.problems:
+        print(f"attention-grader: {problem}", file=sys.stderr)
+    graded = sum(1 for row in outcome.rows if row.report is not None)
+    print(f"{args.out}: {len(outcome.rows)} students, {graded} graded ({outcome.graded} in this run), "
+          f"{outcome.seconds:.1f} s; see grades.csv and summary.html")
+    return 2 if outcome.grader_failures else 0
