@@ -53,24 +53,33 @@ class Diagnoser:
         return None
 
     def _explains(self, step: Step, variant, outcomes: list[Outcome]) -> bool:
-        matching = dataclasses.replace(
-            step, checks=tuple(c for c in step.checks if c.check in MATCHING_CHECKS))
-        twins = []
-        for index, outcome in enumerate(outcomes):
-            expected = self.preparer.expect(step, outcome.case, variant,
-                                            f"mistake for {step.id}.cases[{index}]", tolerant=True)
-            error = outcome.obtained.get("error") if not outcome.obtained.get("ok") else None
-            if outcome.case.raises:
-                twins.append(Outcome(expected, outcome.obtained))
-                continue
-            if error is not None or expected.raised is not None:
-                if error is None or expected.raised != error["type"]:
-                    return False  # one raised and the other did not, or not the same way
-                continue
+        def expect(case, index):
+            return self.preparer.expect(step, case, variant, f"mistake for {step.id}.cases[{index}]",
+                                        tolerant=True)
+
+        return explains(step, outcomes, expect)
+
+
+def explains(step: Step, outcomes: list[Outcome], expect) -> bool:
+    """Whether a known mistake, whose answer on each case `expect(case, index)` gives, behaves on
+    every case exactly as the student's code did."""
+    matching = dataclasses.replace(
+        step, checks=tuple(c for c in step.checks if c.check in MATCHING_CHECKS))
+    twins = []
+    for index, outcome in enumerate(outcomes):
+        expected = expect(outcome.case, index)
+        error = outcome.obtained.get("error") if not outcome.obtained.get("ok") else None
+        if outcome.case.raises:
             twins.append(Outcome(expected, outcome.obtained))
-        if not twins:
-            return True  # it raised exactly where the student's code raised
-        return all(check.passed for check in run_checks(matching, twins))
+            continue
+        if error is not None or expected.raised is not None:
+            if error is None or expected.raised != error["type"]:
+                return False  # one raised and the other did not, or not the same way
+            continue
+        twins.append(Outcome(expected, outcome.obtained))
+    if not twins:
+        return True  # it raised exactly where the student's code raised
+    return all(check.passed for check in run_checks(matching, twins))
 
 
 def load_mistakes(rubric: Rubric) -> dict:

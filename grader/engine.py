@@ -53,6 +53,10 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
 def prepare(rubric: Rubric, steps: list[Step]):
     """Every step's inputs and reference answers, and the mistake diagnoser: computed once, before
     any grading (a bad case is a rubric error here), and reusable for a whole class."""
+    if rubric.expected is not None:  # a student bundle: the answers were computed by the course
+        from .bundle import StoredAnswers
+
+        return StoredAnswers(rubric).prepare(steps)
     from .cases import Preparer, load_reference
     from .diagnose import Diagnoser
 
@@ -97,6 +101,10 @@ def replay_case(step: Step, seed: int) -> Step:
 
 def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started) -> Report:
     score, max_score = total(results)
+    if rubric.expected is not None:
+        from .bundle import HIDDEN_NOTE
+
+        notes = (*notes, HIDDEN_NOTE)
     return Report(path, score, max_score, tuple(results), tuple(notes), rubric.path, __version__,
                   round(time.monotonic() - started, 3))
 
@@ -128,7 +136,8 @@ class Session:
         defaults = self.rubric.defaults
         limits = Limits(**{key: getattr(defaults, key) for key in LIMIT_KEYS})
         # The reference solutions' folder is hidden from the worker where the platform allows.
-        self.worker = Worker(self.submission, limits, hide=(str(self.rubric.reference.parent),),
+        hide = (str(self.rubric.reference.parent),) if self.rubric.reference else ()
+        self.worker = Worker(self.submission, limits, hide=hide,
                              load_timeout=defaults.load_timeout, zygote=self.zygote)
         self.worker.start()
         self.load = None

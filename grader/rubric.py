@@ -129,11 +129,13 @@ class Step:
 class Rubric:
     path: str
     title: str
-    reference: Path  # the reference solutions file
+    reference: Path | None  # the reference solutions file (None in a student bundle)
     constants: dict[str, Any]
     steps: tuple[Step, ...]
     defaults: Defaults = Defaults()
     mistakes: Path | None = None  # the file of known-mistake implementations
+    expected: Path | None = None  # a student bundle's precomputed answers (instead of a reference)
+    expected_sha256: str = ""
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -220,16 +222,27 @@ class _Validator:
 
     def rubric(self, data: Any) -> Rubric:
         data = self.mapping(
-            data, "", {"rubric": True, "title": False, "reference": True, "mistakes": False,
-                       "defaults": False, "constants": False, "steps": True},
+            data, "", {"rubric": True, "title": False, "reference": False, "mistakes": False,
+                       "expected": False, "expected_sha256": False, "defaults": False,
+                       "constants": False, "steps": True},
         )
         version = data["rubric"]
         if version != 1:
             self.fail("rubric", f"expected format version 1, got {version!r}")
         defaults = self.defaults(data.get("defaults", {}))
-        reference = self.base / self.text(data, "reference", "")
-        if not reference.is_file():
-            self.fail("reference", f"the reference solutions file {reference} does not exist")
+        reference = expected = None
+        if "expected" in data:  # a student bundle: precomputed answers, no solutions
+            expected = self.base / self.text(data, "expected", "")
+            if not expected.is_file():
+                self.fail("expected", f"the precomputed answers {expected} do not exist")
+            if not isinstance(data.get("expected_sha256"), str):
+                self.fail("expected_sha256", "missing: the checksum of the precomputed answers")
+        elif "reference" in data:
+            reference = self.base / self.text(data, "reference", "")
+            if not reference.is_file():
+                self.fail("reference", f"the reference solutions file {reference} does not exist")
+        else:
+            self.fail("reference", "missing required key (the reference solutions file)")
         constants = self.typed(data, "constants", "", dict, "a mapping of names to values", {})
         steps_data = self.typed(data, "steps", "", list, "a list of steps")
         if not steps_data:
@@ -245,10 +258,10 @@ class _Validator:
             mistakes = self.base / self.text(data, "mistakes", "")
             if not mistakes.is_file():
                 self.fail("mistakes", f"the known-mistakes file {mistakes} does not exist")
-        elif any(step.mistakes for step in steps):
+        elif expected is None and any(step.mistakes for step in steps):
             self.fail("mistakes", "steps list mistakes, but no `mistakes:` file is given")
         return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps,
-                      defaults, mistakes)
+                      defaults, mistakes, expected, data.get("expected_sha256", ""))
 
     def defaults(self, data: Any) -> Defaults:
         base = Defaults()

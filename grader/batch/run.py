@@ -88,7 +88,7 @@ def select_shard(entries: list[Entry], shard: tuple[int, int] | None) -> list[En
 
 def rubric_fingerprint(rubric: Rubric) -> str:
     digest = hashlib.sha256(__version__.encode())
-    for path in (Path(rubric.path), rubric.reference, rubric.mistakes):
+    for path in (Path(rubric.path), rubric.reference, rubric.mistakes, rubric.expected):
         if path is not None:
             digest.update(Path(path).read_bytes())
     return digest.hexdigest()

@@ -1,0 +1,242 @@
+"""The student bundle: what a course hands to students, without the solutions.
+
+    attention-grader bundle --out DIR
+
+writes DIR/exercises/ (the stubs, notebook and .py), DIR/grader/ (this package), DIR/config.yaml
+(a student rubric with only the visible cases, no reference, no mistakes file), DIR/expected.bin
+(the visible cases' inputs, the reference's answers and the known mistakes' answers, precomputed:
+plain tensors in the grader's wire format, never pickle; its SHA-256 is recorded in the rubric), a
+pyproject.toml so that `pip install DIR` installs the grader, and a README for students.
+
+`attention-grader check` run from the bundle grades the visible cases against the stored answers,
+with the same checks, feedback and mistake diagnosis, and says that hidden cases are graded by the
+course. Nothing in the bundle can reproduce a reference answer for inputs of the student's choosing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import wire
+from .errors import RubricError, UsageError
+from .rubric import CASE_NEEDS, Rubric, Step
+
+EXPECTED_FILE = "expected.bin"
+HIDDEN_NOTE = ("This bundle grades the visible cases only; the hidden cases (other shapes, batch "
+               "sizes and sequence lengths) are graded by the course.")
+_FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised", "weights",
+           "replays", "look_ahead", "batch_items", "projection", "gradients")
+
+
+# ------------------------------------------------------------------------------ building a bundle
+
+
+def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
+    """Write the student bundle for `rubric` into `out`; return the files written."""
+    from .engine import prepare
+
+    repo = Path(__file__).resolve().parent.parent
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not empty; choose a new folder for the bundle")
+    steps = [visible_step(step) for step in rubric.steps]
+    steps = [step for step in steps if step is not None]
+    prepared, diagnoser = prepare(rubric, steps)
+    stored: dict[str, Any] = {}
+    for item in prepared:
+        step = item.step
+        mistakes = {}
+        for mistake_id in step.mistakes:
+            variants = diagnoser.known[mistake_id].implementations[step.id]
+            mistakes[mistake_id] = {
+                "title": diagnoser.known[mistake_id].title,
+                "explanation": diagnoser.known[mistake_id].explanation,
+                "hint": diagnoser.known[mistake_id].hint,
+                "variants": [[_expected_record(step, diagnoser.preparer.expect(
+                    step, case, variant, f"{step.id}.{case.name}", tolerant=True))
+                    for case in step.cases] for variant in variants],
+            }
+        stored[step.id] = {"request": item.request,
+                           "expected": [_expected_record(step, e) for e in item.expected],
+                           "mistakes": mistakes}
+    out.mkdir(parents=True, exist_ok=True)
+    data = wire.encode(stored)
+    (out / EXPECTED_FILE).write_bytes(data)
+    (out / "config.yaml").write_text(_student_rubric(rubric, steps, hashlib.sha256(data).hexdigest()))
+    shutil.copytree(repo / "exercises", out / "exercises")
+    shutil.copytree(Path(__file__).resolve().parent, out / "grader",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (out / "pyproject.toml").write_text(_PYPROJECT)
+    (out / "README.md").write_text(_README)
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def visible_step(step: Step) -> Step | None:
+    """The step with only its visible cases and the checks that still have a case to look at."""
+    cases = tuple(case for case in step.cases if case.visible)
+    if not cases:
+        return None
+    names = {case.name for case in cases}
+    checks = []
+    for check in step.checks:
+        chosen = [c for c in cases if not check.cases or c.name in check.cases]
+        need = CASE_NEEDS.get(check.check)
+        if not chosen or (need and not any(need(c) for c in chosen)):
+            continue
+        if check.check == "raises" and not any(c.raises for c in chosen):
+            continue
+        checks.append(dataclasses.replace(check, cases=tuple(n for n in check.cases if n in names)))
+    return dataclasses.replace(step, cases=cases, checks=tuple(checks),
+                               points=sum(check.points for check in checks))
+
+
+def _expected_record(step: Step, expected) -> dict:
+    record = {name: getattr(expected, name) for name in _FIELDS}
+    if step.kind == "procedure":
+        record["args"] = []  # reference modules; the stored request carries their weights
+        if expected.output is not None:
+            record["output"] = [{k: v.detach() for k, v in params.items()} for params in expected.output]
+    record["buffers"] = {k: list(v) for k, v in expected.buffers.items()}
+    record["look_ahead"] = [list(t) for t in expected.look_ahead]
+    record["batch_items"] = [list(t) for t in expected.batch_items]
+    if any(check.check == "init" for check in step.checks):  # the values are compared
+        record["parameters"] = {k: v.detach() for k, v in expected.parameters.items()}
+    else:  # only names and shapes are: do not ship GPT-2's 2.4 million numbers
+        record["parameters"] = {k: {"shape": list(v.shape)} for k, v in expected.parameters.items()}
+    record["case"] = expected.case.name
+    return record
+
+
+def _student_rubric(rubric: Rubric, steps: list[Step], checksum: str) -> str:
+    source = yaml.safe_load(Path(rubric.path).read_text(encoding="utf-8"))
+    source.pop("reference", None)
+    source.pop("mistakes", None)
+    source["expected"] = EXPECTED_FILE
+    source["expected_sha256"] = checksum
+    by_id = {step.id: step for step in steps}
+    kept = []
+    for step_data in source["steps"]:
+        step = by_id.get(step_data["id"])
+        if step is None:
+            continue
+        names = {case.name for case in step.cases}
+        step_data["cases"] = [c for c in step_data["cases"] if c["name"] in names]
+        kept_checks = {(c.check, c.cases) for c in step.checks}
+        step_data["checks"] = [c for c in step_data["checks"]
+                               if (c["check"], tuple(n for n in c.get("cases", ()) if n in names))
+                               in kept_checks]
+        for check in step_data["checks"]:
+            if "cases" in check:
+                check["cases"] = [n for n in check["cases"] if n in names]
+        step_data["points"] = step.points
+        kept.append(step_data)
+    source["steps"] = kept
+    header = ("# The student rubric: the visible cases only. Their expected answers are precomputed\n"
+              f"# in {EXPECTED_FILE} (checksum below); the hidden cases are graded by the course.\n")
+    return header + yaml.safe_dump(source, sort_keys=False, allow_unicode=True, width=100)
+
+
+# ------------------------------------------------------------------------------ grading from one
+
+
+class StoredAnswers:
+    """The precomputed answers of a bundle, checked against the checksum in its rubric."""
+
+    def __init__(self, rubric: Rubric):
+        path = rubric.expected
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != rubric.expected_sha256:
+            raise RubricError(rubric.path, "expected_sha256",
+                              f"{path.name} does not match its checksum; the bundle is damaged or was "
+                              "edited: download it again from the course")
+        try:
+            self.stored = wire.decode(data)
+        except wire.WireError as exc:
+            raise RubricError(rubric.path, "expected", f"{path.name} cannot be read ({exc})") from None
+        self.rubric = rubric
+
+    def prepare(self, steps: list[Step]):
+        from .cases import PreparedStep
+
+        prepared = []
+        for step in steps:
+            record = self.stored.get(step.id)
+            if record is None:
+                raise RubricError(self.rubric.path, f"steps.{step.id}",
+                                  f"no stored answers for this step in {self.rubric.expected.name}")
+            expected = [self._expected(step, r) for r in record["expected"]]
+            prepared.append(PreparedStep(step, record["request"], expected))
+        return prepared, _StoredDiagnoser(self)
+
+    def _expected(self, step: Step, record: dict):
+        import torch
+
+        from .cases import Expected
+
+        case = next(c for c in step.cases if c.name == record["case"])
+        fields = {name: record[name] for name in _FIELDS}
+        fields["buffers"] = {k: tuple(v) for k, v in fields["buffers"].items()}
+        fields["parameters"] = {k: torch.empty(v["shape"]) if isinstance(v, dict) else v
+                                for k, v in fields["parameters"].items()}
+        fields["look_ahead"] = [tuple(t) for t in fields["look_ahead"]]
+        fields["batch_items"] = [tuple(t) for t in fields["batch_items"]]
+        return Expected(case, **fields)
+
+
+class _StoredDiagnoser:
+    """Names known mistakes from their precomputed answers, exactly as the course's grader does."""
+
+    def __init__(self, answers: StoredAnswers):
+        self.answers = answers
+
+    def explain(self, step: Step, outcomes):
+        from .diagnose import Diagnosis, explains
+
+        for mistake_id in step.mistakes:
+            record = self.answers.stored[step.id]["mistakes"].get(mistake_id)
+            if record is None:
+                continue
+            for variant in record["variants"]:
+                by_case = {r["case"]: self.answers._expected(step, r) for r in variant}
+                if explains(step, outcomes, lambda case, index, by_case=by_case: by_case[case.name]):
+                    return Diagnosis(mistake_id, record["title"], record["explanation"], record["hint"])
+        return None
+
+
+_PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "attention-grader"
+version = "0.1.0"
+description = "The attention exercises and their grader (visible cases only)."
+requires-python = ">=3.10"
+dependencies = ["torch>=2.2", "numpy>=1.24", "nbformat>=5.7", "nbconvert>=7.0", "pyyaml>=6.0",
+                "matplotlib>=3.7"]
+
+[project.scripts]
+attention-grader = "grader.cli:main"
+
+[tool.setuptools]
+packages = ["grader", "grader.report", "grader.batch"]
+"""
+
+_README = """# Chapter 3 exercises: attention mechanisms
+
+Fill in `exercises/attention.ipynb` (or `exercises/attention.py`), then check your work:
+
+```bash
+python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e . && \\
+  .venv/bin/attention-grader check exercises/attention.ipynb
+```
+
+This bundle grades the book's example cases, with the same feedback as the course's grader. The
+hidden cases (other shapes, batch sizes and sequence lengths) are graded by the course when you
+hand in your work, so a pass here is a good sign, not a promise.
+"""
