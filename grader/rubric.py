@@ -53,8 +53,8 @@ _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Defaults:
     atol: float = 1e-5
     rtol: float = 1e-4
-    step_timeout: float = 30.0  # wall-clock seconds for one step's cases in the worker
-    load_timeout: float = 60.0  # wall-clock seconds to start the worker and run the submission's code
+    step_timeout: float = 10.0  # wall-clock seconds for one step's cases in the worker
+    load_timeout: float = 30.0  # wall-clock seconds to start the worker and run the submission's code
     submission_timeout: float = 300.0  # wall-clock seconds for everything of one submission
     weight_scale: float = 0.5  # random weights are randn * weight_scale
     # Limits of the worker process that runs student code (see grader/confine.py)
