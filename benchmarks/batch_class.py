@@ -58,8 +58,9 @@ HOSTILE = {
 
 def build_class(folder: Path, students: int) -> Path:
     """`students` submissions named like a Canvas export; the mix cycles through the kinds."""
-    from grader.authoring import parse_percent, to_notebook
     import nbformat
+
+    from grader.authoring import parse_percent, to_notebook
 
     folder.mkdir(parents=True)
     kinds = (["correct"] * 4 + [f"mistake:{m}" for m in MISTAKES] + ["stubs"] * 2
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
         print(f"class: {args.students} submissions ({notebooks} notebooks, "
               f"{args.students - notebooks} .py files), the full 19-step rubric\n")
         torch_s, _ = timed([sys.executable, "-c", "import torch"], {0})
-        check_s, _ = timed([sys.executable, "-m", "grader", "check", str(ROOT / "solutions" / "attention.py")],
+        solution = str(ROOT / "solutions" / "attention.py")
+        check_s, _ = timed([sys.executable, "-m", "grader", "check", solution],
                            {0})
         print(f"a. import torch: {torch_s:.2f} s; cold check of one submission: {check_s:.2f} s "
               f"({check_s - torch_s:+.2f} s)")

@@ -1,9 +1,16 @@
 """The command line: a thin layer over `grader.grade`.
 
-    attention-grader check SUBMISSION [--rubric config.yaml] [--format text|json|markdown]
-                                      [--step ID ...]
+    attention-grader check SUBMISSION [--rubric config.yaml] [--format text|json|markdown|html]
+                                      [--step ID ...] [--junit FILE] [--min-score X]
+    attention-grader gradescope --out autograder.zip [--rubric config.yaml]
+    attention-grader gradescope-run [--submission-dir DIR] [--results FILE]   (inside Gradescope)
+    attention-grader grade SUBMISSIONS... --out DIR [--jobs N] [--shard K/N] [--regrade ID]
+    attention-grader merge SHARD_DIRS... --out DIR
+    attention-grader bundle --out DIR
 
-Exit codes: 0 every step passed, 1 some step did not, 2 the grader could not run.
+Exit codes: 0 every step passed (or, with --min-score, the score reached the pass mark), 1 it did
+not, 2 the grader could not run. Under GitHub Actions (GITHUB_ACTIONS=true), `check` also writes the
+step summary and annotations (see grader/ci.py).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import sys
 import traceback
 
-from . import __version__
+from . import __version__, ci
 from .engine import DEFAULT_RUBRIC, grade
 from .errors import GraderError
 from .report import FORMATS
@@ -42,7 +49,63 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the report to FILE instead of the terminal")
     check.add_argument("--colour", "--color", choices=("auto", "always", "never"),
                        default="auto", help="colour in the text report (default: auto)")
+    check.add_argument("--junit", metavar="FILE",
+                       help="also write a JUnit XML report to FILE (one test case per step)")
+    check.add_argument("--min-score", type=_min_score, metavar="X",
+                       help="the pass mark for the exit code: points (e.g. 80) or a percentage of "
+                       "the maximum (e.g. 80%%); default: every step must pass")
+
+    gradescope = commands.add_parser(
+        "gradescope", help="build the autograder archive to upload to Gradescope",
+        description="Build autograder.zip for a Gradescope programming assignment: setup.sh, "
+        "run_autograder and the grader with its rubric and reference solutions.")
+    gradescope.add_argument("--out", default="autograder.zip", metavar="FILE",
+                            help="the archive to write (default: autograder.zip)")
+    gradescope.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
+                            help="the rubric file (default: the bundled config.yaml)")
+
+    run = commands.add_parser(
+        "gradescope-run", help="grade a Gradescope submission (run_autograder calls this)",
+        description="Find the student's notebook or .py file in the submission folder, grade it "
+        "and write Gradescope's results.json.")
+    run.add_argument("--submission-dir", default=None, metavar="DIR",
+                     help="default: $AUTOGRADER_ROOT/submission ($AUTOGRADER_ROOT: /autograder)")
+    run.add_argument("--results", default=None, metavar="FILE",
+                     help="default: $AUTOGRADER_ROOT/results/results.json")
+    run.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
+                     help="the rubric file (default: the bundled config.yaml)")
+
+    from .batch.cli import add_parsers
+
+    add_parsers(commands)  # grade, merge
+    bundle = commands.add_parser(
+        "bundle", help="write what a course hands to students: exercises, grader, visible cases",
+        description="Write the student bundle: the exercise stubs, the grader, a student rubric with "
+        "only the visible cases and their answers precomputed, and no solutions.")
+    bundle.add_argument("--out", required=True, metavar="DIR", help="a new folder for the bundle")
+    bundle.add_argument("--rubric", default=str(DEFAULT_RUBRIC), help="the course rubric")
     return parser
+
+
+def _min_score(text: str) -> tuple[float, bool]:
+    """`80` (points) or `80%` (of the maximum) -> (value, is_percentage)."""
+    percent = text.strip().endswith("%")
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of points or a percentage") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r}: the pass mark cannot be negative")
+    return value, percent
+
+
+def passes(report, min_score: tuple[float, bool] | None) -> bool:
+    """Whether the report reaches the pass mark: every step passed, or the score >= --min-score."""
+    if min_score is None:
+        return report.all_passed
+    value, percent = min_score
+    mark = value / 100 * report.max_score if percent else value
+    return report.score >= mark - 1e-9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +114,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.command == "gradescope":
+        from .gradescope import build_archive_command
+
+        return build_archive_command(args.out, args.rubric)
+    if args.command == "gradescope-run":
+        from .gradescope import run_command
+
+        return run_command(args.submission_dir, args.results, args.rubric)
+    if args.command in ("grade", "merge"):
+        from .batch.cli import run
+
+        return run(args)
+    if args.command == "bundle":
+        return _bundle(args)
+    return _check(args)
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bundle import build_bundle
+    from .rubric import load_rubric
+
+    try:
+        files = build_bundle(load_rubric(args.rubric), Path(args.out))
+    except GraderError as exc:
+        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"{args.out}: {len(files)} files; hand this folder to students (it holds no solutions)")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
     if args.seed is not None and len(args.step or []) != 1:
         print("attention-grader: --seed replays one case of one step: give exactly one --step ID",
               file=sys.stderr)
@@ -83,7 +179,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.output}: score {report.score:g} / {report.max_score:g}")
     else:
         sys.stdout.write(text)
-    return 0 if report.all_passed else 1
+    if args.junit:
+        from .report.junit import render_junit
+
+        try:
+            with open(args.junit, "w", encoding="utf-8") as f:
+                f.write(render_junit(report))
+        except OSError as exc:
+            print(f"attention-grader: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if ci.in_github_actions():
+        try:
+            ci.append_step_summary(report)
+        except OSError as exc:
+            print(f"attention-grader: cannot write the step summary: {exc.strerror}", file=sys.stderr)
+        sys.stdout.flush()
+        for line in ci.annotations(report, args.submission, workspace=os.environ.get("GITHUB_WORKSPACE")):
+            print(line)
+    return 0 if passes(report, args.min_score) else 1
 
 
 if __name__ == "__main__":

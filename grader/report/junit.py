@@ -75,9 +75,8 @@ def _testcase(step: StepResult) -> ET.Element:
 
 def _details(step: StepResult, points: str) -> str:
     lines = [f"{step.section} {step.id}: {step.title}: {points}", "", step.feedback]
-    failed = [c for c in step.checks if not c.passed]
-    if failed:
-        lines += [""] + [f"- {c.name} (0 / {c.max_score:g}): {c.message}" for c in failed]
+    if step.hints and step.status in ("failed", "error") and not step.mistake:
+        lines += ["", f"hint: {step.hints[0]}"]
     if step.location:
         lines += ["", f"where: {step.location}"]
     return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""A pytest plugin: each step of the rubric is a test of the configured submission.
+
+    pytest --attention-submission attention.ipynb [--attention-rubric config.yaml]
+
+or, in the project's configuration, one of
+
+    [tool.attention-grader]        # pyproject.toml
+    submission = "attention.ipynb"
+    rubric = "config.yaml"         # optional
+
+    [pytest] / [tool.pytest.ini_options]
+    attention_submission = attention.ipynb
+    attention_rubric = config.yaml
+
+(the command line wins, then the pytest ini option, then `[tool.attention-grader]`; a relative path
+is taken from where it is written: the current directory for the command line, the ini file's folder,
+the rootdir's pyproject.toml). It is installed with the grader (a `pytest11` entry point) and does
+nothing at all unless a submission is configured.
+
+The items are collected under one collector for the submission file (added to the session's
+collection, after the paths pytest was given, so in every run), named by step id
+(`attention.ipynb::softmax_naive`), so `-k softmax`, `-x`, `--junitxml` and `-q` behave as usual.
+The submission is graded once per session, on the first item that runs, for the steps that were
+selected; each item then passes, fails with the step's feedback (no Python traceback), or is
+skipped with the reason when the step is not implemented yet. If the grader itself cannot run, every
+item fails with its message; an invalid rubric is a collection error. `-p no:attention_grader` turns
+the plugin off for one run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+SECTION = "attention-grader"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("attention-grader", "attention-grader: grade a chapter 3 submission")
+    group.addoption("--attention-submission", metavar="PATH", default=None,
+                    help="grade this notebook or .py file: one test per rubric step")
+    group.addoption("--attention-rubric", metavar="PATH", default=None,
+                    help="the rubric (default: the grader's bundled config.yaml)")
+    parser.addini("attention_submission", "the submission attention-grader grades (one test per step)",
+                  default=None)
+    parser.addini("attention_rubric", "the rubric for attention-grader (default: the bundled one)",
+                  default=None)
+
+
+def _pyproject_table(rootpath: Path) -> dict:
+    path = rootpath / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return {}
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise pytest.UsageError(f"attention-grader: cannot read {path}: {exc}") from None
+    table = data.get("tool", {}).get(SECTION, {})
+    return table if isinstance(table, dict) else {}
+
+
+def configured(config: pytest.Config, key: str) -> Path | None:
+    """The configured path for `submission` or `rubric`, resolved; None when not configured."""
+    option = config.getoption(f"--attention-{key}")
+    if option:
+        return Path(config.invocation_params.dir, option).resolve()
+    ini = config.getini(f"attention_{key}")
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return Path(base, str(ini)).resolve()
+    value = _pyproject_table(config.rootpath).get(key)
+    if value:
+        return Path(config.rootpath, str(value)).resolve()
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    submission = configured(config, "submission")
+    if submission is None:
+        return  # not configured: no hooks, no items, nothing
+    config.pluginmanager.register(GradingPlugin(submission, configured(config, "rubric")),
+                                  "attention-grader-session")
+
+
+class GradingPlugin:
+    def __init__(self, submission: Path, rubric: Path | None):
+        self.submission = submission
+        self.rubric = rubric
+        self.report = None
+        self.failure: str | None = None  # why the grader could not run
+
+    # The session's own collection gets one more collector, the submission file, after the paths
+    # pytest was given: so its items are counted, listed, selected and deselected like any others.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector):
+        report = yield
+        if isinstance(collector, pytest.Session) and report.passed:
+            report.result.append(Submission.from_parent(collector, path=self.submission, grading=self))
+        return report
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        return f"attention-grader: {self.submission} (rubric: {self.rubric or 'bundled'})"
+
+    def grade(self, session: pytest.Session):
+        """Grade the submission once, for the steps selected in this session."""
+        if self.report is None and self.failure is None:
+            from . import engine
+            from .errors import GraderError
+
+            steps = [item.name for item in session.items if isinstance(item, Step)]
+            try:
+                self.report = engine.grade(self.submission, steps=steps,
+                                           rubric=self.rubric or engine.DEFAULT_RUBRIC)
+            except GraderError as exc:
+                self.failure = f"attention-grader: error: {exc}"
+        return self.report
+
+
+class Submission(pytest.File):
+    """The submission file: one item per step of the rubric."""
+
+    def __init__(self, *, grading: GradingPlugin, **kwargs):
+        super().__init__(**kwargs)
+        self.grading = grading
+
+    def collect(self):
+        from .engine import DEFAULT_RUBRIC
+        from .errors import GraderError
+        from .rubric import load_rubric
+
+        try:
+            steps = load_rubric(self.grading.rubric or DEFAULT_RUBRIC).steps
+        except GraderError as exc:
+            raise self.CollectError(f"attention-grader: {exc}") from None
+        return [Step.from_parent(self, name=step.id, section=step.section, title=step.title)
+                for step in steps]
+
+
+class StepFailed(Exception):
+    """A step that did not pass; its message is the step's feedback."""
+
+
+class GraderFailed(Exception):
+    """The grader could not run (exit code 2 on the command line): not the submission's fault."""
+
+
+class Step(pytest.Item):
+    def __init__(self, *, section: str, title: str, **kwargs):
+        super().__init__(**kwargs)
+        self.section = section
+        self.title = title
+
+    def runtest(self) -> None:
+        grading = self.parent.grading
+        report = grading.grade(self.session)
+        if report is None:
+            raise GraderFailed(grading.failure)
+        result = next(step for step in report.steps if step.id == self.name)
+        self.user_properties.append(("score", f"{result.score:g}/{result.max_score:g}"))
+        if result.status == "not_implemented":
+            pytest.skip(result.feedback.strip().splitlines()[0] if result.feedback.strip()
+                        else "not implemented")
+        if not result.passed:
+            status = result.status.replace("_", " ")
+            raise StepFailed(f"{result.feedback.strip()}\n\n{result.id}: {status}, "
+                             f"{result.score:g}/{result.max_score:g} points")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, (StepFailed, GraderFailed)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.section} {self.name}: {self.title}"
+
+
+__all__ = ["GradingPlugin", "Step", "Submission"]

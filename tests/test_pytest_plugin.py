@@ -1,0 +1,97 @@
+"""The pytest plugin (installed with the grader): with a submission configured, each rubric step is
+a test that passes, fails with the step's feedback, or is skipped when not implemented; without
+one, it does nothing."""
+
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch  # noqa: F401
+from conftest import REPO_ROOT
+
+# pytester runs pytest in this process and afterwards removes the modules the run imported: torch
+# must be imported before, here, or the next run would import it a second time (which crashes).
+pytest_plugins = ["pytester"]
+
+SOLUTIONS = REPO_ROOT / "solutions" / "attention.py"
+EXAMPLE = REPO_ROOT / "examples" / "student_notebook.ipynb"
+
+
+@pytest.fixture
+def broken(tmp_path):
+    """The reference solutions with the softmax of attention_weights over dim=0."""
+    source = SOLUTIONS.read_text()
+    start = source.index("def attention_weights(")
+    end = source.index("\ndef ", start + 1)
+    fixed = re.sub(r"dim=-1", "dim=0", source[start:end])
+    assert fixed != source[start:end]
+    path = tmp_path / "broken.py"
+    path.write_text(source[:start] + fixed + source[end:])
+    return path
+
+
+def test_each_step_is_a_test(pytester, broken):
+    result = pytester.runpytest("--attention-submission", str(broken), "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=18, failed=1)
+    result.stdout.fnmatch_lines([
+        "*softmax_wrong_dim*",
+        "attention_weights: failed, 2/5 points",
+        "FAILED *broken.py::attention_weights - This looks*",
+    ])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*runtest*")
+
+
+def test_not_implemented_steps_are_skipped_and_k_selects(pytester, tmp_path):
+    notebook = tmp_path / "attention.ipynb"
+    shutil.copy(EXAMPLE, notebook)
+    result = pytester.runpytest("--attention-submission", str(notebook), "-k", "attention_weights or gpt2",
+                                "-rs", "-p", "no:cacheprovider")
+    # attention_weights, scaled_attention_weights, causal_attention_weights, gpt2_small_attention
+    result.assert_outcomes(passed=1, failed=2, skipped=1, deselected=15)
+    result.stdout.fnmatch_lines(["collected 19 items / 15 deselected / 4 selected"])
+    result.stdout.fnmatch_lines(["SKIPPED*`gpt2_small_attention` still raises NotImplementedError*"])
+
+
+def test_x_stops_at_the_first_failure_and_junitxml_has_the_steps(pytester, broken, tmp_path):
+    xml = tmp_path / "junit.xml"
+    result = pytester.runpytest("--attention-submission", str(broken), "-x", f"--junitxml={xml}",
+                                "-p", "no:cacheprovider")
+    # steps 1 to 4 pass, attention_weights (step 5) fails, and the run stops
+    result.assert_outcomes(passed=4, failed=1)
+    cases = ET.parse(xml).getroot().iter("testcase")
+    outcome = {c.get("name"): c.find("failure") is not None for c in cases}
+    assert list(outcome) == ["attn_scores_for_query", "softmax_naive", "context_vector",
+                             "attention_scores", "attention_weights"]
+    assert outcome["attention_weights"] and not outcome["softmax_naive"]
+
+
+def test_configured_in_pyproject_and_ini(pytester):
+    shutil.copy(SOLUTIONS, pytester.path / "attention.py")
+    pytester.makepyprojecttoml('[tool.attention-grader]\nsubmission = "attention.py"\n')
+    pytester.makepyfile(test_own="def test_own():\n    pass\n")
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "test_own.py")
+    result.assert_outcomes(passed=20)  # the steps are graded in every run, beside the project's tests
+
+    (pytester.path / "pyproject.toml").unlink()
+    pytester.makeini("[pytest]\nattention_submission = attention.py\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "softmax")
+    result.assert_outcomes(passed=1, deselected=19)  # the other steps and test_own
+    result.stdout.fnmatch_lines(["attention-grader: *attention.py (rubric: bundled)"])
+
+
+def test_without_a_submission_the_plugin_does_nothing(pytester):
+    pytester.makepyfile(test_own="def test_own():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("attention-grader: *")  # no report header
+
+
+def test_a_bad_rubric_is_a_usage_error(pytester, tmp_path):
+    rubric = tmp_path / "config.yaml"
+    rubric.write_text("rubric: 1\nsteps: 3\n")
+    result = pytester.runpytest("--attention-submission", str(SOLUTIONS),
+                                "--attention-rubric", str(rubric), "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*ERROR collecting*", "attention-grader: *config.yaml: *"])
