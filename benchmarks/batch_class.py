@@ -4,7 +4,8 @@
 
 Builds a synthetic class in a temporary folder: two thirds notebooks and one third .py files;
 correct submissions, submissions that each make one known mistake, unfinished stubs, and a few
-hostile ones (an endless loop in a step, os._exit, a memory bomb, a forged report). Then, in the
+hostile ones, one in every 50 up to four (an endless loop in a step, which costs its 10 s step
+limit, os._exit, a memory bomb, a forged report). Then, in the
 same run and on this machine, it times:
 
   a. `python -c "import torch"` and a cold `attention-grader check` of one submission
@@ -63,10 +64,11 @@ def build_class(folder: Path, students: int) -> Path:
     from grader.authoring import parse_percent, to_notebook
 
     folder.mkdir(parents=True)
-    kinds = (["correct"] * 4 + [f"mistake:{m}" for m in MISTAKES] + ["stubs"] * 2
-             + [f"hostile:{h}" for h in HOSTILE])
+    kinds = ["correct"] * 4 + [f"mistake:{m}" for m in MISTAKES] + ["stubs"] * 2
+    hostile = [f"hostile:{h}" for h in HOSTILE]  # a few: one of each, whatever the class size
     for index in range(students):
-        kind = kinds[index % len(kinds)]
+        kind = hostile[index // 50] if index % 50 == 25 and index // 50 < len(hostile) else \
+            kinds[index % len(kinds)]
         if kind == "correct":
             source = SOLUTIONS
         elif kind == "stubs":

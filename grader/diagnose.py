@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class Diagnoser:
     def __init__(self, rubric: Rubric, preparer: Preparer):
         self.preparer = preparer
         self.known = load_mistakes(rubric) if rubric.mistakes else {}
+        self._answers: dict = {}  # (step, variant, case) -> the mistake's Expected
+        self._lock = threading.Lock()
         for index, step in enumerate(rubric.steps):
             for mistake in step.mistakes:
                 if mistake not in self.known:
@@ -54,8 +57,13 @@ class Diagnoser:
 
     def _explains(self, step: Step, variant, outcomes: list[Outcome]) -> bool:
         def expect(case, index):
-            return self.preparer.expect(step, case, variant, f"mistake for {step.id}.cases[{index}]",
-                                        tolerant=True)
+            # The same for every submission of a class: computed once, then reused.
+            key = (step.id, id(variant), case.name)
+            with self._lock:  # the preparer seeds torch's global generator: one thread at a time
+                if key not in self._answers:
+                    self._answers[key] = self.preparer.expect(
+                        step, case, variant, f"mistake for {step.id}.cases[{index}]", tolerant=True)
+                return self._answers[key]
 
         return explains(step, outcomes, expect)
 
