@@ -4,16 +4,17 @@
 
 Builds a synthetic class in a temporary folder: two thirds notebooks and one third .py files;
 correct submissions, submissions that each make one known mistake, unfinished stubs, and a few
-hostile ones, one in every 50 up to four (an endless loop in a step, which costs its 10 s step
-limit, os._exit, a memory bomb, a forged report). Then, in the
+hostile ones, four in all (an endless loop in a step, which costs its 10 s step limit, os._exit,
+a memory bomb, which grows to the 2 GB memory limit, a forged report). Then, in the
 same run and on this machine, it times:
 
   a. `python -c "import torch"` and a cold `attention-grader check` of one submission
   b. `attention-grader grade CLASS --out DIR --jobs 1`, and the same with `--jobs 2`
   c. with `--big N` (e.g. 1000): `--jobs 2` on a class of N and on a class of 100, to compare memory
 
-and prints wall time, submissions per second and the peak memory (resident set of the whole process
-tree: the grader, its zygote and the workers, sampled every 50 ms).
+and prints wall time, submissions per second and the peak memory: of the grader process itself
+(what grows if results pile up), and of the whole process tree (the grader, its zygote and the
+workers, the memory bomb included), sampled every 50 ms.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def build_class(folder: Path, students: int) -> Path:
     kinds = ["correct"] * 4 + [f"mistake:{m}" for m in MISTAKES] + ["stubs"] * 2
     hostile = [f"hostile:{h}" for h in HOSTILE]  # a few: one of each, whatever the class size
     for index in range(students):
-        kind = hostile[index // 50] if index % 50 == 25 and index // 50 < len(hostile) else \
+        # the hostile ones at the same places in every class of 80 or more, so that classes of
+        # different sizes are compared with the same mix
+        kind = hostile[index // 20] if index % 20 == 10 and index // 20 < len(hostile) else \
             kinds[index % len(kinds)]
         if kind == "correct":
             source = SOLUTIONS
@@ -108,17 +111,26 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def timed(command: list[str], ok: set[int]) -> tuple[float, int]:
-    """Wall time and the peak resident memory of the command's whole process tree."""
+def own_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[21]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def timed(command: list[str], ok: set[int]) -> tuple[float, int, int]:
+    """Wall time, and the peak resident memory of the command's process and of its whole tree."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak = own = 0
     done = threading.Event()
 
     def sample():
-        nonlocal peak
+        nonlocal peak, own
         while not done.is_set():
             peak = max(peak, tree_rss(process.pid))
+            own = max(own, own_rss(process.pid))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -129,10 +141,10 @@ def timed(command: list[str], ok: set[int]) -> tuple[float, int]:
     elapsed = time.perf_counter() - started
     if process.returncode not in ok:
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n{err.decode()[-2000:]}")
-    return elapsed, peak
+    return elapsed, own, peak
 
 
-def grade(folder: Path, out: Path, jobs: int) -> tuple[float, int]:
+def grade(folder: Path, out: Path, jobs: int) -> tuple[float, int, int]:
     return timed([sys.executable, "-m", "grader", "grade", str(folder), "--out", str(out),
                   "--jobs", str(jobs)], {0})
 
@@ -150,23 +162,23 @@ def main(argv=None) -> int:
         notebooks = len(list(folder.glob("*.ipynb")))
         print(f"class: {args.students} submissions ({notebooks} notebooks, "
               f"{args.students - notebooks} .py files), the full 19-step rubric\n")
-        torch_s, _ = timed([sys.executable, "-c", "import torch"], {0})
+        torch_s, *_ = timed([sys.executable, "-c", "import torch"], {0})
         solution = str(ROOT / "solutions" / "attention.py")
-        check_s, _ = timed([sys.executable, "-m", "grader", "check", solution],
+        check_s, *_ = timed([sys.executable, "-m", "grader", "check", solution],
                            {0})
         print(f"a. import torch: {torch_s:.2f} s; cold check of one submission: {check_s:.2f} s "
               f"({check_s - torch_s:+.2f} s)")
         for jobs in (1, 2):
-            seconds, peak = grade(folder, base / f"out-jobs{jobs}", jobs)
+            seconds, own, peak = grade(folder, base / f"out-jobs{jobs}", jobs)
             print(f"b. grade --jobs {jobs}: {seconds:.1f} s, {args.students / seconds:.1f} submissions/s, "
-                  f"peak memory {peak / 2**20:.0f} MiB")
+                  f"peak memory: grader {own / 2**20:.0f} MiB, whole tree {peak / 2**20:.0f} MiB")
         if args.big:
             small = build_class(base / "class-100", 100)
             big = build_class(base / f"class-{args.big}", args.big)
             for size, path in ((100, small), (args.big, big)):
-                seconds, peak = grade(path, base / f"out-{size}", 2)
-                print(f"c. grade --jobs 2, {size} submissions: {seconds:.1f} s, peak memory "
-                      f"{peak / 2**20:.0f} MiB")
+                seconds, own, peak = grade(path, base / f"out-{size}", 2)
+                print(f"c. grade --jobs 2, {size} submissions: {seconds:.1f} s, peak memory: grader "
+                      f"{own / 2**20:.0f} MiB, whole tree {peak / 2**20:.0f} MiB")
     return 0
 
 
