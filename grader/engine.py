@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .models import Report, StepResult, total
-from .rubric import CASE_NEEDS, LIMIT_KEYS, Rubric, Step, load_rubric
+from .rubric import CASE_NEEDS, Rubric, Step, load_rubric
 from .sandbox import Limits, LoadResult, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
@@ -134,7 +134,7 @@ class Session:
 
     def _start(self) -> None:
         defaults = self.rubric.defaults
-        limits = Limits(**{key: getattr(defaults, key) for key in LIMIT_KEYS})
+        limits = Limits.of(defaults)
         # The reference solutions' folder is hidden from the worker where the platform allows.
         hide = (str(self.rubric.reference.parent),) if self.rubric.reference else ()
         self.worker = Worker(self.submission, limits, hide=hide,

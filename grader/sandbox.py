@@ -30,6 +30,7 @@ from pathlib import Path
 
 from . import wire
 from .errors import InternalError
+from .rubric import LIMIT_KEYS, Defaults
 from .submission import Submission
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -39,14 +40,18 @@ READY_TIMEOUT = 120.0  # seconds for the worker to start and import torch
 
 @dataclass(frozen=True)
 class Limits:
-    """What one worker process may use; `grader.rubric.Defaults` holds the defaults."""
+    """What one worker process may use; the defaults live in `grader.rubric.Defaults`."""
 
-    cpu_seconds: float = 120.0
-    memory_mb: int = 2048
-    file_size_mb: int = 16
-    output_kb: int = 1024
-    processes: int = 32
-    open_files: int = 256
+    cpu_seconds: float
+    memory_mb: int
+    file_size_mb: int
+    output_kb: int
+    processes: int
+    open_files: int
+
+    @classmethod
+    def of(cls, defaults: Defaults) -> Limits:
+        return cls(**{key: getattr(defaults, key) for key in LIMIT_KEYS})
 
     def for_worker(self) -> dict:
         return {"cpu_seconds": self.cpu_seconds, "memory_mb": self.memory_mb,
@@ -153,8 +158,9 @@ class _Printed:
 class Worker:
     """One worker process holding one submission's namespace."""
 
-    def __init__(self, submission: Submission, limits: Limits = Limits(), hide: tuple[str, ...] = (),
-                 load_timeout: float = 60.0, zygote: Zygote | None = None):
+    def __init__(self, submission: Submission, limits: Limits | None = None, hide: tuple[str, ...] = (),
+                 load_timeout: float = Defaults.load_timeout, zygote: Zygote | None = None):
+        limits = limits or Limits.of(Defaults())
         self.zygote = zygote
         self.submission = submission
         self.load_timeout = load_timeout
