@@ -311,9 +311,28 @@ def main(argv: list[str]) -> int:
     config["needed"] = _needed_paths()
     applied = confine.confine(config)
     worker = Worker(request_fd, reply_fd, wire, confine)
-    wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
-    worker.serve()
+    try:
+        wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
+        worker.serve()
+    except BrokenPipeError:
+        pass  # the grader went away
+    finally:
+        _remove_own_home()
     return 0
+
+
+def _remove_own_home() -> None:
+    """Best effort, when the grader went away without closing this worker (it was killed): remove
+    the working directory, which the grader would otherwise have removed."""
+    import shutil
+
+    try:
+        name = os.path.basename(os.getcwd())
+        if name.startswith("attention-grader-"):
+            os.chdir("..")  # the real parent, even where a private /tmp covers its path
+            shutil.rmtree(name, ignore_errors=True)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------- the zygote: a warm worker factory
@@ -356,6 +375,7 @@ def zygote(control_fd: int) -> int:
             control.sendall(json.dumps({"pid": pid}).encode())
         elif request["op"] == "status":
             control.sendall(json.dumps({"returncode": _exit_status(request["pid"])}).encode())
+    _remove_own_home()
     return 0
 
 
@@ -384,10 +404,13 @@ def _child(request: dict, fds: list[int], wire, confine) -> None:
         worker = Worker(request_fd, reply_fd, wire, confine)
         wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
         worker.serve()
+    except BrokenPipeError:
+        pass  # the grader went away
     except BaseException:  # noqa: BLE001 - report and leave; the grader sees the worker die
         traceback.print_exc()
         code = 70
     finally:
+        _remove_own_home()
         sys.stdout.flush()
         os._exit(code)
 
