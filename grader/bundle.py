@@ -25,13 +25,14 @@ import yaml
 
 from . import wire
 from .errors import RubricError, UsageError
-from .rubric import CASE_NEEDS, Rubric, Step
+from .registry import applies
+from .rubric import Rubric, Step
 
 EXPECTED_FILE = "expected.bin"
 HIDDEN_NOTE = ("This bundle grades the visible cases only; the hidden cases (other shapes, batch "
                "sizes and sequence lengths) are graded by the course.")
 _FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised", "weights",
-           "replays", "look_ahead", "batch_items", "projection", "gradients")
+           "replays", "look_ahead", "batch_items", "repeats", "projection", "gradients")
 
 
 # ------------------------------------------------------------------------------ building a bundle
@@ -84,11 +85,7 @@ def visible_step(step: Step) -> Step | None:
     names = {case.name for case in cases}
     checks = []
     for check in step.checks:
-        chosen = [c for c in cases if not check.cases or c.name in check.cases]
-        need = CASE_NEEDS.get(check.check)
-        if not chosen or (need and not any(need(c) for c in chosen)):
-            continue
-        if check.check == "raises" and not any(c.raises for c in chosen):
+        if not any(applies(check, case) for case in cases):
             continue
         checks.append(dataclasses.replace(check, cases=tuple(n for n in check.cases if n in names)))
     return dataclasses.replace(step, cases=cases, checks=tuple(checks),
@@ -104,6 +101,7 @@ def _expected_record(step: Step, expected) -> dict:
     record["buffers"] = {k: list(v) for k, v in expected.buffers.items()}
     record["look_ahead"] = [list(t) for t in expected.look_ahead]
     record["batch_items"] = [list(t) for t in expected.batch_items]
+    record["repeats"] = [list(t) for t in expected.repeats]
     if any(check.check == "init" for check in step.checks):  # the values are compared
         record["parameters"] = {k: v.detach() for k, v in expected.parameters.items()}
     else:  # only names and shapes are: do not ship GPT-2's 2.4 million numbers
@@ -185,6 +183,7 @@ class StoredAnswers:
                                 for k, v in fields["parameters"].items()}
         fields["look_ahead"] = [tuple(t) for t in fields["look_ahead"]]
         fields["batch_items"] = [tuple(t) for t in fields["batch_items"]]
+        fields["repeats"] = [tuple(t) for t in fields["repeats"]]
         return Expected(case, **fields)
 
 
@@ -195,17 +194,21 @@ class _StoredDiagnoser:
         self.answers = answers
 
     def explain(self, step: Step, outcomes):
-        from .diagnose import Diagnosis, explains
+        from .diagnose import explain
+
+        return explain(step, outcomes, self._candidates(step))
+
+    def _candidates(self, step: Step):
+        from .diagnose import Diagnosis
 
         for mistake_id in step.mistakes:
             record = self.answers.stored[step.id]["mistakes"].get(mistake_id)
             if record is None:
                 continue
+            diagnosis = Diagnosis(mistake_id, record["title"], record["explanation"], record["hint"])
             for variant in record["variants"]:
                 by_case = {r["case"]: self.answers._expected(step, r) for r in variant}
-                if explains(step, outcomes, lambda case, index, by_case=by_case: by_case[case.name]):
-                    return Diagnosis(mistake_id, record["title"], record["explanation"], record["hint"])
-        return None
+                yield diagnosis, lambda case, index, by_case=by_case: by_case[case.name]
 
 
 _PYPROJECT = """[build-system]

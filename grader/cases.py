@@ -53,6 +53,7 @@ class Expected:
     # (input index, batch item, probe input index) for batch consistency
     look_ahead: list[tuple[int, int, int]] = field(default_factory=list)
     batch_items: list[tuple[int, int, int]] = field(default_factory=list)
+    repeats: list[tuple[int, int]] = field(default_factory=list)  # (input, the same input again)
     projection: torch.Tensor | None = None  # for the gradient probe
     gradients: dict[str, bool] = field(default_factory=dict)  # reference: which params get one
 
@@ -228,7 +229,7 @@ class Preparer:
 
     def add_probes(self, case: Case, expected: Expected, generator: torch.Generator) -> None:
         """Extra inputs derived from the first one, whose outputs the behaviour checks compare."""
-        if not expected.inputs:
+        if not expected.inputs or not case.probes and not case.train_calls:
             return
         x = expected.inputs[0]  # (b, num_tokens, d_in)
         if "look_ahead" in case.probes:
@@ -242,6 +243,9 @@ class Preparer:
             for item in range(x.shape[0]):
                 expected.inputs.append(x[item : item + 1].clone())  # (1, num_tokens, d_in)
                 expected.batch_items.append((0, item, len(expected.inputs) - 1))
+        if case.train_calls:  # evaluation mode must give the same output twice
+            expected.inputs.append(x.clone())
+            expected.repeats.append((0, len(expected.inputs) - 1))
 
     # ------------------------------------------------------------------ requests
 

@@ -1,10 +1,21 @@
 """Name the mistake: match a failed step against the known mistakes the rubric lists for it.
 
 A known mistake is an alternative implementation of the step with that one mistake (kept with the
-reference solutions, in the rubric's `mistakes:` file). It explains a failure when, on the very same
-inputs and weights, it behaves exactly as the student's code did: it raises where the student's code
-raised (same exception type), and elsewhere the student's outputs pass every comparison check
-against it. Runs in the grader's process, like the reference; the student's code is not run again.
+reference solutions, in the rubric's `mistakes:` file). It is named from the cases that failed:
+
+- a case failed when the student's code raised where the reference did not, or failed a check a
+  mistake can explain (`registry.MATCHING`: shapes, values, structure, dropout statistics, refusals);
+  if no case failed that way (say only `dropout_train_eval` did), no mistake is named;
+- a mistake explains the failure when, on every failed case and on the very same inputs and
+  weights, it behaves as the student's code did: it raises the same exception where the student's
+  code raised, and elsewhere the student's outputs pass every matching check against its answers.
+  Where the mistake's module is built differently from the reference's (a mask that is not a
+  buffer), the student's must be built the same way, so nothing matches vacuously.
+
+Cases the student got right take no part, so a full run and a `--seed` replay of one failed case
+name the same mistake. Dropout is compared by its statistics (the fraction zeroed, the survivors'
+scale), never by its random stream. Runs in the grader's process, like the reference; the student's
+code is not run again.
 """
 
 from __future__ import annotations
@@ -13,12 +24,15 @@ import dataclasses
 import importlib.util
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cases import Preparer
-from .checks import MATCHING_CHECKS, Outcome, run_checks
+from .cases import Expected, Preparer
+from .checks import Outcome, run_checks
 from .errors import RubricError
+from .registry import MATCHING
+from .replies import Built, Raised
 from .rubric import Rubric, Step
 
 
@@ -28,6 +42,10 @@ class Diagnosis:
     title: str
     explanation: str
     hint: str
+
+
+# One variant of one mistake: its diagnosis and its answer on a case, `expect(case, index)`.
+Candidate = tuple[Diagnosis, Callable[..., Expected]]
 
 
 class Diagnoser:
@@ -46,16 +64,19 @@ class Diagnoser:
                     raise RubricError(rubric.path, f"steps[{index}].mistakes",
                                       f"mistake {mistake!r} has no implementation for step {step.id!r}")
 
-    def explain(self, step: Step, outcomes: list[Outcome]) -> Diagnosis | None:
-        """The first listed mistake that behaves exactly as the student's code did, if any."""
+    def explain(self, step: Step, outcomes: list[Outcome]) -> tuple[Diagnosis, ...] | None:
+        """The mistake that explains the failure: `(diagnosis,)`; `()` when none of the listed
+        mistakes does; None when nothing failed that a known mistake could explain."""
+        return explain(step, outcomes, self._candidates(step))
+
+    def _candidates(self, step: Step) -> Iterable[Candidate]:
         for mistake_id in step.mistakes:
             mistake = self.known[mistake_id]
+            diagnosis = Diagnosis(mistake_id, mistake.title, mistake.explanation, mistake.hint)
             for variant in mistake.implementations[step.id]:
-                if self._explains(step, variant, outcomes):
-                    return Diagnosis(mistake_id, mistake.title, mistake.explanation, mistake.hint)
-        return None
+                yield diagnosis, self._expecter(step, variant)
 
-    def _explains(self, step: Step, variant, outcomes: list[Outcome]) -> bool:
+    def _expecter(self, step: Step, variant) -> Callable[..., Expected]:
         def expect(case, index):
             # The same for every submission of a class: computed once, then reused.
             key = (step.id, id(variant), case.name)
@@ -65,29 +86,61 @@ class Diagnoser:
                         step, case, variant, f"mistake for {step.id}.cases[{index}]", tolerant=True)
                 return self._answers[key]
 
-        return explains(step, outcomes, expect)
+        return expect
 
 
-def explains(step: Step, outcomes: list[Outcome], expect) -> bool:
-    """Whether a known mistake, whose answer on each case `expect(case, index)` gives, behaves on
-    every case exactly as the student's code did."""
+def explain(step: Step, outcomes: list[Outcome], candidates: Iterable[Candidate]
+            ) -> tuple[Diagnosis, ...] | None:
+    """The first candidate that behaves as the student's code did on every failed case."""
     matching = dataclasses.replace(
-        step, checks=tuple(c for c in step.checks if c.check in MATCHING_CHECKS))
-    twins = []
-    for index, outcome in enumerate(outcomes):
-        expected = expect(outcome.case, index)
-        error = outcome.obtained.get("error") if not outcome.obtained.get("ok") else None
-        if outcome.case.raises:
-            twins.append(Outcome(expected, outcome.obtained))
-            continue
-        if error is not None or expected.raised is not None:
-            if error is None or expected.raised != error["type"]:
-                return False  # one raised and the other did not, or not the same way
-            continue
-        twins.append(Outcome(expected, outcome.obtained))
-    if not twins:
-        return True  # it raised exactly where the student's code raised
-    return all(check.passed for check in run_checks(matching, twins))
+        step, checks=tuple(c for c in step.checks if c.check in MATCHING and c.check != "raises"))
+    failed = [o for o in outcomes if _failed(matching, o)]
+    if not failed:
+        return None
+    for diagnosis, expect in candidates:
+        if all(_agrees(matching, o, expect(o.case, step.cases.index(o.case))) for o in failed):
+            return (diagnosis,)
+    return ()
+
+
+def _failed(matching: Step, outcome: Outcome) -> bool:
+    """Whether the student's code went wrong on this case in a way a known mistake can explain."""
+    obtained = outcome.obtained
+    if outcome.case.raises:
+        return not (isinstance(obtained, Raised) and obtained.error.type in outcome.case.raises)
+    if isinstance(obtained, Raised):
+        return True
+    module = outcome.module
+    if module is not None and module.forward_error is not None:
+        return True
+    if module is not None and module.harness_error:
+        return False  # the grader could not run it: nothing to compare
+    return any(c.judged and not c.passed for c in run_checks(matching, [outcome]))
+
+
+def _agrees(matching: Step, outcome: Outcome, mistake: Expected) -> bool:
+    """Whether the mistake's answer on this case is what the student's code gave."""
+    obtained = outcome.obtained
+    if isinstance(obtained, Raised):
+        return mistake.raised == obtained.error.type
+    module = outcome.module
+    if module is not None and module.forward_error is not None:
+        return mistake.raised == module.forward_error.type
+    if mistake.raised is not None or outcome.case.raises:
+        return False
+    if module is not None and not _built_alike(outcome.expected, module, mistake):
+        return False
+    twin = Outcome(mistake, obtained)
+    return all(c.passed for c in run_checks(matching, [twin]))
+
+
+def _built_alike(reference: Expected, module, mistake: Expected) -> bool:
+    """Where the mistake's module is built unlike the reference's, the student's is built alike."""
+    if mistake.buffers != reference.buffers and dict(module.buffers) != mistake.buffers:
+        return False
+    mistake_shapes = {n: tuple(p.shape) for n, p in mistake.parameters.items()}
+    reference_shapes = {n: tuple(p.shape) for n, p in reference.parameters.items()}
+    return mistake_shapes == reference_shapes or module.shapes() == mistake_shapes
 
 
 def load_mistakes(rubric: Rubric) -> dict:

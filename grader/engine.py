@@ -16,8 +16,10 @@ from pathlib import Path
 
 from . import __version__
 from .models import Report, StepResult, total
-from .rubric import CASE_NEEDS, Rubric, Step, load_rubric
-from .sandbox import Limits, LoadResult, Worker, WorkerDied, WorkerTimeout
+from .registry import applies
+from .rubric import Rubric, Step, load_rubric
+from .replies import Died, LoadFailed, LoadReply, Malformed, MalformedReply, StepReply, TimedOut
+from .sandbox import Limits, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
 DEFAULT_RUBRIC = Path(__file__).resolve().parent.parent / "config.yaml"
@@ -43,8 +45,7 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
     try:
         # ... while this process does the same: the two imports overlap on two cores.
         prepared, diagnoser = prepare(rubric, chosen)
-        session.diagnoser = diagnoser
-        results = [session.run(p) for p in prepared]
+        results = [_graded(session, p, diagnoser) for p in prepared]
     finally:
         session.close()
     return _report(read.path, rubric, results, session.notes(), started)
@@ -70,9 +71,8 @@ def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, 
     """Grade code already read against steps already prepared (batch grading's inner loop)."""
     started = time.monotonic()
     session = Session(submission, rubric, zygote)
-    session.diagnoser = diagnoser
     try:
-        results = [session.run(p) for p in prepared]
+        results = [_graded(session, p, diagnoser) for p in prepared]
     finally:
         session.close()
     return _report(submission.path, rubric, results, (*notes, *session.notes()), started)
@@ -84,6 +84,17 @@ def unreadable_report(path: str, rubric: Rubric, problem: str, notes: tuple[str,
                    time.monotonic())
 
 
+def _graded(session: Session, prepared, diagnoser) -> StepResult:
+    """Run one step in the session's worker, then judge the typed reply."""
+    from .judge import Context, judge
+
+    started = time.monotonic()
+    reply = session.run(prepared)
+    context = Context(session.load or session.first_load, session.submission, diagnoser,
+                      session.rubric.defaults)
+    return judge(prepared, reply, context, time.monotonic() - started)
+
+
 def replay_case(step: Step, seed: int) -> Step:
     """The step with only its case of this seed, and the checks that apply to that case."""
     cases = [case for case in step.cases if case.seed == seed]
@@ -91,10 +102,7 @@ def replay_case(step: Step, seed: int) -> Step:
         seeds = ", ".join(str(case.seed) for case in step.cases)
         raise KeyError(f"step {step.id!r} has no case with seed {seed}; its seeds are: {seeds}")
     case = cases[0]
-    checks = tuple(check for check in step.checks
-                   if (not check.cases or case.name in check.cases)
-                   and (check.check == "raises") == bool(case.raises)
-                   and CASE_NEEDS.get(check.check, lambda c: True)(case))
+    checks = tuple(check for check in step.checks if applies(check, case))
     return dataclasses.replace(step, cases=(case,), checks=checks,
                                points=sum(check.points for check in checks))
 
@@ -116,18 +124,21 @@ def _unread(step: Step) -> StepResult:
 
 
 class Session:
-    """The worker for one submission, restarted after a step that hangs or crashes it."""
+    """The worker for one submission, restarted after a step that hangs or crashes it.
+
+    `run` sends a step's cases and returns the worker's typed reply (`grader.replies`); it never
+    judges. A worker that is stopped, dies or sends a broken reply is a reply too.
+    """
 
     def __init__(self, submission: Submission, rubric: Rubric, zygote=None):
         self.zygote = zygote  # a warm worker factory (batch grading), or None: start from scratch
         self.submission = submission
         self.rubric = rubric
         self.worker: Worker | None = None
-        self.load: LoadResult | None = None
-        self.load_failure: tuple[str, str] | None = None  # (status, feedback) for every step
-        self.load_errors: tuple[dict, ...] = ()  # what the code raised the first time it ran
+        self.load: LoadReply | None = None
+        self.load_failure: LoadFailed | None = None  # given for every step
+        self.first_load: LoadReply | None = None  # what the code raised the first time it ran
         self.restarts = 0
-        self.diagnoser = None  # names known mistakes; set once the reference is loaded
         self.deadline = time.monotonic() + rubric.defaults.submission_timeout
         self.printed: list[str] = []  # output of workers that were stopped, for the notes
         self._start()
@@ -152,52 +163,42 @@ class Session:
         try:
             # The worker interrupts code that runs too long itself; this is the backstop.
             self.load = self.worker.loaded(limit + GRACE)
-            if not self.restarts:
-                self.load_errors = self.load.errors
+            if self.first_load is None:
+                self.first_load = self.load
         except WorkerTimeout:
-            self.load_failure = ("timeout", f"Your code did not finish running within {limit:g} s "
-                                 "(is there an endless loop or a long training run at the top "
-                                 "level?), so no step could be graded.")
+            self.load_failure = LoadFailed("timeout", limit=limit)
         except WorkerDied as died:
-            self.load_failure = ("error", f"While your code was loading, {died.reason}. Nothing "
-                                 "could be graded; look for exit() calls or code that crashes at "
-                                 "the top level.")
+            self.load_failure = LoadFailed("died", died.reason)
             self._keep_output()
+        except MalformedReply as problem:
+            self.load_failure = LoadFailed("died", f"its process sent a broken reply ({problem})")
 
-    def run(self, prepared) -> StepResult:
+    def run(self, prepared) -> StepReply:
         step = prepared.step
         if self.load_failure is None:
             self._ensure_loaded()
         if self.load_failure is not None:
-            status, feedback = self.load_failure
-            return result_for(step, status, feedback)
-        started = time.monotonic()
-        left = self.deadline - started
+            return self.load_failure
+        left = self.deadline - time.monotonic()
         if left <= 0:
-            return result_for(step, "timeout", "Not run: the submission used up its "
-                              f"{self.rubric.defaults.submission_timeout:g} s in all.")
+            return TimedOut(self.rubric.defaults.submission_timeout, whole_submission=True)
         timeout = min(step.timeout, left)
         request = {**prepared.request, "timeout": timeout,
                    "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
                               "cpu_seconds": step.cpu_seconds}}
+        started = time.monotonic()
         try:
-            reply = self.worker.request(request, timeout + GRACE)
+            return self.worker.run_step(request, timeout + GRACE)
         except WorkerTimeout:
             self._discard()
-            return result_for(step, "timeout", f"`{step.id}` did not finish within {timeout:g} s "
-                              "on the grader's cases, so it was stopped; look for an endless loop. "
-                              "The other steps were still graded.",
-                              seconds=time.monotonic() - started)
+            return TimedOut(timeout)
         except WorkerDied as died:
-            seconds = time.monotonic() - started
             self._keep_output()
             self._discard()
-            return result_for(step, "error", f"While running `{step.id}`, {died.reason} after "
-                              f"{seconds:.1f} s. The other steps were still graded.", seconds=seconds)
-        from .judge import judge
-
-        return judge(prepared, reply, self.load, time.monotonic() - started, self.submission,
-                     self.diagnoser)
+            return Died(died.reason, time.monotonic() - started)
+        except MalformedReply as problem:
+            self._discard()  # whatever sent it is not to be trusted with another step
+            return Malformed(str(problem))
 
     def _keep_output(self) -> None:
         if self.worker is not None and self.worker.printed is not None and self.worker.printed.total:
@@ -211,14 +212,14 @@ class Session:
 
     def notes(self) -> list[str]:
         notes = list(self.submission.notes)
-        for error in self.load_errors:
-            where = error["location"] or "your file"
-            if error.get("timeout"):
+        for error in self.first_load.errors if self.first_load else ():
+            where = error.location or "your file"
+            if error.timeout:
                 notes.append(f"{where} was stopped: your code may take "
                              f"{self.rubric.defaults.load_timeout:g} s to run, in all; what came "
                              "after it did not run.")
             else:
-                notes.append(f"{where} raised {error_text(error)}; the code after it in that cell "
+                notes.append(f"{where} raised {error.text()}; the code after it in that cell "
                              "or file did not run.")
         for output in self.printed[:1]:
             notes.append(f"What your code printed before it was stopped:\n{output}")
@@ -229,17 +230,12 @@ class Session:
 
 
 def result_for(step: Step, status: str, feedback: str, checks=(), *, location=None,
-            seconds: float = 0.0) -> StepResult:
+               seconds: float = 0.0) -> StepResult:
     checks = tuple(checks)
     score = round(sum(c.score for c in checks), 6) if checks else 0.0
     return StepResult(step.id, step.title, step.section, status, score, step.points, feedback,
                       checks, step.hints, None, location, round(seconds, 3))
 
 
-def error_text(error: dict) -> str:
-    message = error["message"].strip().splitlines()[0] if error["message"].strip() else ""
-    return f"{error['type']}: {message}" if message else error["type"]
-
-
-__all__ = ["DEFAULT_RUBRIC", "Session", "error_text", "grade", "grade_prepared", "prepare",
+__all__ = ["DEFAULT_RUBRIC", "Session", "grade", "grade_prepared", "prepare",
            "result_for", "unreadable_report"]

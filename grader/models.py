@@ -23,6 +23,11 @@ class CheckResult:
     score: float
     max_score: float
     message: str  # one line: what was checked and, when it failed, by how much
+    judged: bool = True  # False: the evidence it needs was missing, so it earned nothing
+
+    @property
+    def outcome(self) -> Literal["passed", "failed", "not_judged"]:
+        return "passed" if self.passed else "failed" if self.judged else "not_judged"
 
 
 @dataclass(frozen=True)

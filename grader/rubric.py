@@ -14,37 +14,9 @@ from typing import Any
 import yaml
 
 from .errors import RubricError
+from .registry import KINDS, REGISTRY, applies, missing_case_text
 
-KINDS = ("function", "class", "factory", "procedure")
-CHECKS = {
-    # name: kinds it applies to
-    "shape": KINDS,
-    "dtype": KINDS,
-    "values": KINDS,
-    "rows_sum_to_one": ("function", "class"),
-    "zero_above_diagonal": ("function",),
-    "zero_fraction": ("function",),
-    "survivors_scaled": ("function",),
-    "parameters": ("class", "factory"),
-    "init": ("class",),
-    "structure": ("factory",),
-    "param_count": ("factory", "class"),
-    "raises": ("class", "function", "factory"),
-    "buffers": ("class", "factory"),
-    "no_look_ahead": ("class",),
-    "batch_consistency": ("class",),
-    "gradients_flow": ("class",),
-    "dropout_train_eval": ("class",),
-}
 PROBES = ("look_ahead", "batch")
-CASE_NEEDS = {
-    "no_look_ahead": lambda case: "look_ahead" in case.probes,
-    "batch_consistency": lambda case: "batch" in case.probes,
-    "dropout_train_eval": lambda case: case.train_calls >= 2,
-    "gradients_flow": lambda case: case.gradients,
-}
-NEED_TEXT = {"no_look_ahead": "`probes: [look_ahead]`", "batch_consistency": "`probes: [batch]`",
-             "dropout_train_eval": "`train_calls: 2` or more", "gradients_flow": "`gradients: true`"}
 WEIGHTS = ("reference_init", "random")
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -306,13 +278,8 @@ class _Validator:
             self.check(c, f"{key_path}.checks[{i}]", kind, case_names) for i, c in enumerate(checks)
         )
         for index, check in enumerate(checks):
-            need = CASE_NEEDS.get(check.check)
-            chosen = [c for c in cases if not check.cases or c.name in check.cases]
-            if need and not any(need(c) for c in chosen):
-                self.fail(f"{key_path}.checks[{index}]", f"check {check.check!r} needs a case with "
-                          f"{NEED_TEXT[check.check]}; none of this step's cases has one")
-            if check.check == "raises" and not any(c.raises for c in chosen):
-                self.fail(f"{key_path}.checks[{index}]", "check 'raises' needs a case with `raises:`")
+            if not any(applies(check, case) for case in cases):
+                self.fail(f"{key_path}.checks[{index}]", missing_case_text(check))
         points = float(self.number(data, "points", key_path))
         if abs(sum(c.points for c in checks) - points) > 1e-9:
             self.fail(f"{key_path}.points", f"is {points:g}, but its checks' points add up to "
@@ -393,9 +360,9 @@ class _Validator:
         data = self.mapping(data, key_path, {"check": True, "points": True, "cases": False,
                                              "tolerance": False})
         name = self.text(data, "check", key_path)
-        if name not in CHECKS:
-            self.fail(f"{key_path}.check", f"unknown check {name!r}; expected one of {', '.join(CHECKS)}")
-        if kind not in CHECKS[name]:
+        if name not in REGISTRY:
+            self.fail(f"{key_path}.check", f"unknown check {name!r}; expected one of {', '.join(REGISTRY)}")
+        if kind not in REGISTRY[name].kinds:
             self.fail(f"{key_path}.check", f"check {name!r} does not apply to a {kind} step")
         cases = self.strings(data, "cases", key_path)
         for case in cases:

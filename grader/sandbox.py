@@ -25,10 +25,10 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import wire
+from . import replies, wire
 from .errors import InternalError
 from .rubric import LIMIT_KEYS, Defaults
 from .submission import Submission
@@ -89,14 +89,6 @@ def describe_exit(returncode: int | None, limits: Limits) -> str:
         }
         return f"the Python process was ended by {explained.get(name, name)}"
     return f"the Python process exited with code {returncode}"
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    errors: tuple[dict, ...]  # exceptions raised while running the submission's code
-    defined: tuple[str, ...]  # the names it defined
-    seconds: float
-    sandbox: dict = field(default_factory=dict)  # what confine() applied
 
 
 def _scrubbed_env(home: str) -> dict[str, str]:
@@ -217,11 +209,14 @@ class Worker:
             start_new_session=True,
         )
 
-    def loaded(self, timeout: float) -> LoadResult:
+    def loaded(self, timeout: float) -> replies.LoadReply:
+        """What running the submission's code gave; `MalformedReply` if the reply is broken."""
         self._wait_ready()
-        reply = self.receive(timeout)
-        return LoadResult(tuple(reply["errors"]), tuple(reply["defined"]),
-                          time.monotonic() - self.started, self.sandbox)
+        return replace(replies.decode_load(self.receive(timeout)), sandbox=self.sandbox)
+
+    def run_step(self, request: dict, timeout: float) -> replies.Answered | replies.Missing:
+        """One step's cases, run by the worker; the reply checked against the request."""
+        return replies.decode_step(self.request(request, timeout), request)
 
     def _wait_ready(self) -> None:
         """The worker's own start-up; a failure here is the grader's, not the student's."""

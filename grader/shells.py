@@ -52,10 +52,17 @@ class Replay(nn.Module):
 
 def install_replays(module: nn.Module, path: str, outputs: list[torch.Tensor]) -> None:
     """Replace each module of the nn.ModuleList at `path` by a Replay of one output."""
-    container = module.get_submodule(path)
+    try:
+        container = module.get_submodule(path)
+    except AttributeError:
+        container = getattr(module, path, None)
     if not isinstance(container, nn.ModuleList):
-        raise TypeError(f"`{path}` is a {type(container).__name__}, expected an nn.ModuleList")
+        found = "missing" if container is None else f"a {type(container).__name__}"
+        raise TypeError(f"the grader stands in for each of your `{path}` to grade this module on "
+                        f"its own, so `{path}` must be an nn.ModuleList of the head modules; "
+                        f"yours is {found}")
     if len(container) != len(outputs):
-        raise ValueError(f"`{path}` holds {len(container)} modules, expected {len(outputs)}")
+        raise ValueError(f"`{path}` holds {len(container)} modules; the grader expected "
+                         f"{len(outputs)}, one per head (num_heads)")
     for index, output in enumerate(outputs):
         container[index] = Replay([output])

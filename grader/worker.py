@@ -158,7 +158,13 @@ class Worker:
         return {"output": self.plain(returned), "shells": after}
 
     def build_module(self, target, case: dict) -> dict:
-        """Construct (a class or a factory), describe, load the grader's weights, run forward."""
+        """Construct (a class or a factory), describe, load the grader's weights, run forward.
+
+        Only the constructor's exceptions make the case "raised": once a module exists, what the
+        grader could not do with it (load its weights, stand in for its heads) is a
+        `harness_error`, and an exception in forward a `forward_error`, so the module's structure
+        is still judged.
+        """
         torch = self.torch
         module = target(*case.get("args", []), **case.get("kwargs", {}))
         if not isinstance(module, torch.nn.Module):
@@ -168,35 +174,42 @@ class Worker:
             "parameters": [[n, list(p.shape), str(p.dtype)] for n, p in module.named_parameters()],
             "buffers": [[n, list(b.shape)] for n, b in module.named_buffers()],
             "tensor_attributes": self.tensor_attributes(module),
-            "state_keys": list(module.state_dict().keys()),
             "attributes": {a: self.plain_attribute(module, a) for a in case.get("attributes", [])},
         }
         if case.get("send_parameters"):
             reply["parameter_values"] = {n: self.plain(p) for n, p in module.named_parameters()}
+        if not case.get("inputs"):
+            return reply
         weights = case.get("weights")
-        if weights:
-            problem = self.load_weights(module, weights)
-            if problem:
-                reply["load_error"] = problem
-                return reply
-        module.train(case.get("mode") == "train")
+        problem = self.load_weights(module, weights) if weights else None
+        if problem:
+            reply["harness_error"] = f"could not give your module its weights: {problem}"
+            return reply
+        replay = case.get("replay")
         outputs = []
-        for index, x in enumerate(case.get("inputs", [])):
-            replay = case.get("replay")
-            if replay:
-                self.shells.install_replays(module, replay["path"], replay["outputs"][index])
-            with torch.no_grad():
-                outputs.append(self.plain(module(x)))
-        reply["outputs"] = outputs
-        if case.get("train_calls") and case.get("inputs"):
-            # Dropout must act in training mode, and differently on every call.
-            module.train(True)
-            with torch.no_grad():
-                reply["train_outputs"] = [self.plain(module(case["inputs"][0]))
-                                          for _ in range(case["train_calls"])]
+        try:
             module.train(case.get("mode") == "train")
-        if case.get("gradients") is not None and case.get("inputs"):
-            reply["gradients"] = self.gradients(module, case["inputs"][0], case["gradients"])
+            for index, x in enumerate(case["inputs"]):
+                if replay:
+                    try:
+                        self.shells.install_replays(module, replay["path"], replay["outputs"][index])
+                    except Exception as exc:  # noqa: BLE001 - the grader's stand-ins could not fit
+                        reply["harness_error"] = str(exc)[:MAX_MESSAGE]
+                        return reply
+                with torch.no_grad():
+                    outputs.append(self.plain(module(x)))
+            reply["outputs"] = outputs
+            if case.get("train_calls"):
+                # Dropout must act in training mode, and differently on every call.
+                module.train(True)
+                with torch.no_grad():
+                    reply["train_outputs"] = [self.plain(module(case["inputs"][0]))
+                                              for _ in range(case["train_calls"])]
+                module.train(case.get("mode") == "train")
+            if case.get("gradients") is not None:
+                reply["gradients"] = self.gradients(module, case["inputs"][0], case["gradients"])
+        except Exception as exc:  # noqa: BLE001 - forward raised: the structure is still judged
+            reply["forward_error"] = self.describe(exc)  # what ran before it is kept
         return reply
 
     def tensor_attributes(self, module) -> list:

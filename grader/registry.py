@@ -1,0 +1,112 @@
+"""Every check, declared once: the step kinds it applies to, what it waits for, the case it needs,
+the evidence it judges and whether a known mistake can explain it.
+
+The order of `REGISTRY` is the order checks are judged in (defined -> structure -> shape -> values ->
+behaviour). `applies(check, case)` is the one rule for which cases a check looks at: rubric
+validation, judging, `--seed` replay and the student bundle all use it. The check functions live in
+`checks.py` as `check_<name>`; this module imports no torch, so a rubric loads before torch does.
+
+Evidence is what a check needs from a case's reply (`grader.replies`) before it may pass:
+
+    returned     a function or procedure returned a value
+    output       the value or forward outputs to compare (a function returned; a module was built,
+                 given its weights and run)
+    module       a module was built (its parameters and buffers)
+    init         a module was built and its seeded initial values were sent
+    refusal      the refusal case answered (raised or not), and the step built or returned on a
+                 valid case, so a refusal is not just code that raises on everything
+    train        forward outputs and the training-mode outputs
+    gradients    forward outputs and which parameters received a gradient
+
+A check with no evidence is "not judged": 0 points, and a message that says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+KINDS = ("function", "class", "factory", "procedure")
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    kinds: tuple[str, ...]
+    evidence: str
+    summary: str  # what passing it shows, for the README and `--help`
+    after: tuple[str, ...] = ()  # checks that must pass first
+    needs: Callable | None = None  # a property of the case it needs (a probe), or None
+    need_text: str = ""  # how a rubric gives a case that property
+    matching: bool = False  # compares with the reference: a known mistake can explain a failure
+
+
+def _probe(name: str) -> Callable:
+    return lambda case: name in case.probes
+
+
+_SPECS = (
+    CheckSpec("raises", ("function", "class", "factory"), "refusal",
+              "invalid arguments are refused with the right exception", matching=True),
+    CheckSpec("parameters", ("class", "factory"), "module",
+              "parameter names and shapes are the contract's", matching=True),
+    CheckSpec("buffers", ("class", "factory"), "module",
+              "the reference's buffers are registered", matching=True),
+    CheckSpec("structure", ("factory",), "module",
+              "built with the right configuration", matching=True),
+    CheckSpec("param_count", ("factory", "class"), "module",
+              "the number of parameters", matching=True),
+    CheckSpec("init", ("class",), "init", "seeded initialisation as in the book",
+              after=("parameters",)),
+    CheckSpec("shape", KINDS, "output", "output shapes", matching=True),
+    CheckSpec("dtype", KINDS, "output", "output dtypes", after=("shape",)),
+    CheckSpec("values", KINDS, "output", "values within the tolerances", after=("shape",),
+              matching=True),
+    CheckSpec("rows_sum_to_one", ("function", "class"), "output",
+              "every row of the weights sums to 1", after=("shape",)),
+    CheckSpec("zero_above_diagonal", ("function",), "output",
+              "no weight above the diagonal", after=("shape",)),
+    CheckSpec("zero_fraction", ("function",), "output",
+              "dropout zeroes about a fraction p of the elements", after=("shape",), matching=True),
+    CheckSpec("survivors_scaled", ("function",), "output",
+              "dropout scales the kept elements by 1 / (1 - p)", after=("shape",), matching=True),
+    CheckSpec("no_look_ahead", ("class",), "output",
+              "changing later tokens leaves earlier outputs unchanged", after=("shape",),
+              needs=_probe("look_ahead"), need_text="`probes: [look_ahead]`"),
+    CheckSpec("batch_consistency", ("class",), "output",
+              "a batch gives what its items give one by one", after=("shape",),
+              needs=_probe("batch"), need_text="`probes: [batch]`"),
+    CheckSpec("dropout_train_eval", ("class",), "train",
+              "dropout acts in training mode only", after=("shape",),
+              needs=lambda case: case.train_calls >= 2, need_text="`train_calls: 2` or more"),
+    CheckSpec("gradients_flow", ("class",), "gradients",
+              "every weight receives a gradient", after=("parameters",),
+              needs=lambda case: case.gradients, need_text="`gradients: true`"),
+)
+REGISTRY: dict[str, CheckSpec] = {spec.name: spec for spec in _SPECS}
+LAYERS: tuple[str, ...] = tuple(REGISTRY)
+MATCHING: frozenset[str] = frozenset(spec.name for spec in _SPECS if spec.matching)
+
+
+def applies(check, case) -> bool:
+    """Whether the rubric check `check` looks at `case`: named by the check's `cases:` (when it
+    has any), a refusal case exactly for `raises`, and carrying the probe the check needs."""
+    spec = REGISTRY[check.check]
+    if check.cases and case.name not in check.cases:
+        return False
+    if (spec.name == "raises") != bool(case.raises):
+        return False
+    return spec.needs is None or bool(spec.needs(case))
+
+
+def missing_case_text(check) -> str:
+    """Why a rubric check has no case to look at, for the rubric error."""
+    spec = REGISTRY[check.check]
+    if spec.name == "raises":
+        return "check 'raises' needs a case with `raises:`"
+    if spec.needs is not None:
+        return f"check {spec.name!r} needs a case with {spec.need_text}; none of its cases has one"
+    return f"check {spec.name!r} has no case to look at (refusal cases are for 'raises' only)"
+
+
+__all__ = ["KINDS", "LAYERS", "MATCHING", "REGISTRY", "CheckSpec", "applies", "missing_case_text"]
