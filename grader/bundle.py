@@ -31,7 +31,8 @@ from .rubric import Rubric, Step
 EXPECTED_FILE = "expected.bin"
 HIDDEN_NOTE = ("This bundle grades the visible cases only; the hidden cases (other shapes, batch "
                "sizes and sequence lengths) are graded by the course.")
-_FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised", "weights",
+_FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised",
+           "raised_message", "weights",
            "replays", "look_ahead", "batch_items", "repeats", "projection", "gradients")
 
 

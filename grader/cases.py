@@ -47,6 +47,7 @@ class Expected:
     buffers: dict[str, tuple[int, ...]] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     raised: str | None = None  # the exception type the reference raised (refusal cases)
+    raised_message: str = ""  # the first line of its message (a known mistake's, for diagnosis)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # loaded before forward
     replays: list[list[torch.Tensor]] = field(default_factory=list)  # per input, per submodule
     # probes: (input index, probe input index, last position that must not change) for look-ahead;
@@ -188,6 +189,7 @@ class Preparer:
                 raise RubricError(self.rubric.path, where,
                                   f"the reference raised {type(exc).__name__}: {exc}") from None
             expected.raised = type(exc).__name__
+            expected.raised_message = (str(exc).strip().splitlines() or [""])[0]
         if case.raises and expected.raised is None and not tolerant:
             raise RubricError(self.rubric.path, where,
                               f"the case expects {case.raises} but the reference did not raise")

@@ -114,7 +114,7 @@ def _lacking_one(evidence: str, outcome: Outcome, step: Step) -> str | None:
     if evidence == "init":
         return None if module.parameter_values is not None else f"{title}: no initial values"
     if module.harness_error:
-        return f"on {title} the grader {module.harness_error}"
+        return f"on {title}, {module.harness_error}"
     if module.outputs is None:
         if module.forward_error:
             return f"forward raised {module.forward_error.text()} on {title}"

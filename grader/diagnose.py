@@ -7,8 +7,8 @@ reference solutions, in the rubric's `mistakes:` file). It is named from the cas
   mistake can explain (`registry.MATCHING`: shapes, values, structure, dropout statistics, refusals);
   if no case failed that way (say only `dropout_train_eval` did), no mistake is named;
 - a mistake explains the failure when, on every failed case and on the very same inputs and
-  weights, it behaves as the student's code did: it raises the same exception where the student's
-  code raised, and elsewhere the student's outputs pass every matching check against its answers.
+  weights, it behaves as the student's code did: it raises the same exception, with the same first
+  line of its message, where the student's code raised, and elsewhere the student's outputs pass every matching check against its answers.
   Where the mistake's module is built differently from the reference's (a mask that is not a
   buffer), the student's must be built the same way, so nothing matches vacuously.
 
@@ -122,16 +122,23 @@ def _agrees(matching: Step, outcome: Outcome, mistake: Expected) -> bool:
     """Whether the mistake's answer on this case is what the student's code gave."""
     obtained = outcome.obtained
     if isinstance(obtained, Raised):
-        return mistake.raised == obtained.error.type
+        return _same_error(mistake, obtained.error)
     module = outcome.module
     if module is not None and module.forward_error is not None:
-        return mistake.raised == module.forward_error.type
+        return _same_error(mistake, module.forward_error)
     if mistake.raised is not None or outcome.case.raises:
         return False
     if module is not None and not _built_alike(outcome.expected, module, mistake):
         return False
-    twin = Outcome(mistake, obtained)
-    return all(c.passed for c in run_checks(matching, [twin]))
+    judged = [c for c in run_checks(matching, [Outcome(mistake, obtained)]) if c.judged]
+    return bool(judged) and all(c.passed for c in judged)
+
+
+def _same_error(mistake: Expected, error) -> bool:
+    """The same exception with the same first line: many mistakes raise a RuntimeError, but each
+    names its own sizes and dimensions."""
+    first = (error.message.strip().splitlines() or [""])[0]
+    return mistake.raised == error.type and mistake.raised_message == first
 
 
 def _built_alike(reference: Expected, module, mistake: Expected) -> bool:

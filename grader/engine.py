@@ -96,14 +96,20 @@ def _graded(session: Session, prepared, diagnoser) -> StepResult:
 
 
 def replay_case(step: Step, seed: int) -> Step:
-    """The step with only its case of this seed, and the checks that apply to that case."""
+    """The step with only its case of this seed, and the checks that apply to that case.
+
+    A refusal case keeps the step's first valid case beside it, unscored: a refusal only counts
+    from code that builds on valid arguments."""
     cases = [case for case in step.cases if case.seed == seed]
     if not cases:
         seeds = ", ".join(str(case.seed) for case in step.cases)
         raise KeyError(f"step {step.id!r} has no case with seed {seed}; its seeds are: {seeds}")
     case = cases[0]
     checks = tuple(check for check in step.checks if applies(check, case))
-    return dataclasses.replace(step, cases=(case,), checks=checks,
+    kept = (case,)
+    if case.raises:
+        kept = tuple(c for c in step.cases if not c.raises)[:1] + (case,)
+    return dataclasses.replace(step, cases=kept, checks=checks,
                                points=sum(check.points for check in checks))
 
 

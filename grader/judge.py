@@ -128,8 +128,8 @@ def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float) -> StepRes
         return result_for(step, "passed", "All checks passed.", checks, seconds=seconds)
     lines = [f"{c.name}: {c.message}" for c in failed if c.judged]
     if harness:
-        lines.insert(0, f"On {harness[0].title}, the grader {harness[0].module.harness_error}, so "
-                     "the checks of its outputs could not be judged.")
+        lines.insert(0, f"On {harness[0].title}, {harness[0].module.harness_error}, so the checks "
+                     "of its outputs could not be judged.")
     return result_for(step, "failed", "\n".join(lines) or failed[0].message, checks, seconds=seconds)
 
 

@@ -183,7 +183,7 @@ class Worker:
         weights = case.get("weights")
         problem = self.load_weights(module, weights) if weights else None
         if problem:
-            reply["harness_error"] = f"could not give your module its weights: {problem}"
+            reply["harness_error"] = f"the grader could not give your module its weights: {problem}"
             return reply
         replay = case.get("replay")
         outputs = []

@@ -54,3 +54,24 @@ def not_passed(report) -> set[str]:
 
 
 __all__ = ["grade", "json", "solutions_notebook", "statuses", "not_passed", "write_notebook"]
+
+
+def grade_many(rubric, sources: dict[str, str], folder: Path, jobs: int = 2) -> dict:
+    """Grade many .py sources in one batch (one warm worker factory, prepared once), as
+    `attention-grader grade` does: name -> Report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from grader.engine import grade_prepared, prepare
+    from grader.sandbox import Zygote
+    from grader.submission import read_submission
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, source in sources.items():
+        paths[name] = folder / f"{name}.py"
+        paths[name].write_text(source)
+    prepared, diagnoser = prepare(rubric, list(rubric.steps))
+    with Zygote() as zygote, ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {name: pool.submit(grade_prepared, read_submission(path), rubric, prepared,
+                                     diagnoser, zygote) for name, path in paths.items()}
+        return {name: future.result() for name, future in futures.items()}
