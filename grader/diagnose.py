@@ -4,13 +4,15 @@ A known mistake is an alternative implementation of the step with that one mista
 reference solutions, in the rubric's `mistakes:` file). It is named from the cases that failed:
 
 - a case failed when the student's code raised where the reference did not, or failed a check a
-  mistake can explain (`registry.MATCHING`: shapes, values, structure, dropout statistics, refusals);
+  mistake can explain (`registry.MATCHING`: shapes, values, structure, dropout statistics,
+  refusals);
   if no case failed that way (say only `dropout_train_eval` did), no mistake is named;
 - a mistake explains the failure when, on every failed case and on the very same inputs and
   weights, it behaves as the student's code did: it raises the same exception, with the same first
-  line of its message, where the student's code raised, and elsewhere the student's outputs pass every matching check against its answers.
-  Where the mistake's module is built differently from the reference's (a mask that is not a
-  buffer), the student's must be built the same way, so nothing matches vacuously.
+  line of its message, where the student's code raised, and elsewhere the student's outputs pass
+  every matching check against its answers. Where the mistake's module is built differently from
+  the reference's (a mask that is not a buffer), the student's must be built the same way, so
+  nothing matches vacuously.
 
 Cases the student got right take no part, so a full run and a `--seed` replay of one failed case
 name the same mistake. Dropout is compared by its statistics (the fraction zeroed, the survivors'
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -32,7 +35,7 @@ from .cases import Expected, Preparer
 from .checks import Outcome, run_checks
 from .errors import RubricError
 from .registry import MATCHING
-from .replies import Built, Raised
+from .replies import Raised
 from .rubric import Rubric, Step
 
 
@@ -52,7 +55,8 @@ class Diagnoser:
     def __init__(self, rubric: Rubric, preparer: Preparer):
         self.preparer = preparer
         self.known = load_mistakes(rubric) if rubric.mistakes else {}
-        self._answers: dict = {}  # (step, variant, case) -> the mistake's Expected
+        self._answers: dict = {}  # (step, variant id(s), case) -> the mistake's Expected
+        self._combined: dict = {}  # (id, id) -> two variants combined into one, or None
         self._lock = threading.Lock()
         for index, step in enumerate(rubric.steps):
             for mistake in step.mistakes:
@@ -65,33 +69,51 @@ class Diagnoser:
                                       f"mistake {mistake!r} has no implementation for step {step.id!r}")
 
     def explain(self, step: Step, outcomes: list[Outcome]) -> tuple[Diagnosis, ...] | None:
-        """The mistake that explains the failure: `(diagnosis,)`; `()` when none of the listed
-        mistakes does; None when nothing failed that a known mistake could explain."""
-        return explain(step, outcomes, self._candidates(step))
+        """The mistake that explains the failure: `(diagnosis,)`, or two made together; `()` when
+        no listed mistake does; None when nothing failed that a known mistake could explain."""
+        return explain(step, outcomes, self._candidates(step), self._pairs(step))
 
-    def _candidates(self, step: Step) -> Iterable[Candidate]:
+    def _variants(self, step: Step):
         for mistake_id in step.mistakes:
             mistake = self.known[mistake_id]
             diagnosis = Diagnosis(mistake_id, mistake.title, mistake.explanation, mistake.hint)
             for variant in mistake.implementations[step.id]:
-                yield diagnosis, self._expecter(step, variant)
+                yield diagnosis, variant
 
-    def _expecter(self, step: Step, variant) -> Callable[..., Expected]:
+    def _candidates(self, step: Step) -> Iterable[Candidate]:
+        for diagnosis, variant in self._variants(step):
+            yield diagnosis, self._expecter(step, variant, (id(variant),))
+
+    def _pairs(self, step: Step) -> Iterable[tuple[Diagnosis, Diagnosis, Callable[..., Expected]]]:
+        """Two mistakes made together: variants that say how they combine (`combine`)."""
+        variants = [(d, v) for d, v in self._variants(step) if callable(getattr(v, "combine", None))]
+        for (first, a), (second, b) in itertools.combinations(variants, 2):
+            if first.id == second.id:
+                continue
+            key = (id(a), id(b))
+            with self._lock:
+                if key not in self._combined:
+                    self._combined[key] = a.combine(b)
+            if self._combined[key] is not None:
+                yield first, second, self._expecter(step, self._combined[key], key)
+
+    def _expecter(self, step: Step, variant, key: tuple) -> Callable[..., Expected]:
         def expect(case, index):
             # The same for every submission of a class: computed once, then reused.
-            key = (step.id, id(variant), case.name)
+            key_of_case = (step.id, *key, case.name)
             with self._lock:  # the preparer seeds torch's global generator: one thread at a time
-                if key not in self._answers:
-                    self._answers[key] = self.preparer.expect(
+                if key_of_case not in self._answers:
+                    self._answers[key_of_case] = self.preparer.expect(
                         step, case, variant, f"mistake for {step.id}.cases[{index}]", tolerant=True)
-                return self._answers[key]
+                return self._answers[key_of_case]
 
         return expect
 
 
-def explain(step: Step, outcomes: list[Outcome], candidates: Iterable[Candidate]
-            ) -> tuple[Diagnosis, ...] | None:
-    """The first candidate that behaves as the student's code did on every failed case."""
+def explain(step: Step, outcomes: list[Outcome], candidates: Iterable[Candidate],
+            pairs: Iterable = ()) -> tuple[Diagnosis, ...] | None:
+    """The first candidate that behaves as the student's code did on every failed case; failing
+    that, the first pair of mistakes whose combination does."""
     matching = dataclasses.replace(
         step, checks=tuple(c for c in step.checks if c.check in MATCHING and c.check != "raises"))
     failed = [o for o in outcomes if _failed(matching, o)]
@@ -100,6 +122,9 @@ def explain(step: Step, outcomes: list[Outcome], candidates: Iterable[Candidate]
     for diagnosis, expect in candidates:
         if all(_agrees(matching, o, expect(o.case, step.cases.index(o.case))) for o in failed):
             return (diagnosis,)
+    for first, second, expect in pairs:
+        if all(_agrees(matching, o, expect(o.case, step.cases.index(o.case))) for o in failed):
+            return (first, second)
     return ()
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from . import __version__
 from .models import Report, StepResult, total
 from .registry import applies
-from .rubric import Rubric, Step, load_rubric
 from .replies import Died, LoadFailed, LoadReply, Malformed, MalformedReply, StepReply, TimedOut
+from .rubric import Rubric, Step, load_rubric
 from .sandbox import Limits, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 

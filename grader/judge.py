@@ -15,8 +15,20 @@ from .cases import PreparedStep
 from .checks import Outcome, call_text, run_checks
 from .engine import result_for
 from .models import StepResult
-from .replies import (Answered, Built, Died, LoadFailed, LoadReply, Malformed, Missing, NotModule,
-                      Raised, RaisedError, StepReply, TimedOut)
+from .replies import (
+    Answered,
+    Built,
+    Died,
+    LoadFailed,
+    LoadReply,
+    Malformed,
+    Missing,
+    NotModule,
+    Raised,
+    RaisedError,
+    StepReply,
+    TimedOut,
+)
 from .rubric import Defaults, Step
 from .submission import Submission
 

@@ -15,7 +15,7 @@ downstream indexes a dict the worker built.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 MAX_NAMES = 10_000  # parameters, buffers, attributes or names of one reply
 MAX_TEXT = 4_000  # characters of any one string that are kept
@@ -102,7 +102,7 @@ class Raised:
     error: RaisedError
 
 
-CaseReply = Union[Returned, Built, NotModule, Raised]
+CaseReply = Returned | Built | NotModule | Raised
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class Malformed:
     problem: str
 
 
-StepReply = Union[Answered, Missing, LoadFailed, TimedOut, Died, Malformed]
+StepReply = Answered | Missing | LoadFailed | TimedOut | Died | Malformed
 
 
 # ------------------------------------------------------------------------------ decoding

@@ -114,6 +114,25 @@ def _named(cls, name):
     return cls
 
 
+def _composable(factory):
+    """Let two variants made by the same class factory combine into one that makes both mistakes
+    (``first.combine(second)``), so the grader can name two mistakes made together."""
+
+    def build(name, **parts):
+        cls = factory(name, **parts)
+
+        def combine(other):
+            if getattr(other, "factory", None) is not build or parts.keys() & other.parts.keys():
+                return None  # another factory, or the same part changed twice
+            return build(name, **parts, **other.parts)
+
+        cls.factory, cls.parts, cls.combine = build, dict(parts), staticmethod(combine)
+        return cls
+
+    build.__doc__ = factory.__doc__
+    return build
+
+
 # -------------------------------------------------- step 2: softmax_naive
 
 
@@ -174,6 +193,7 @@ def _scaled_attention_weights_by_d_k(queries, keys):
 # -------------------------------------------------- steps 9 and 10: self-attention
 
 
+@_composable
 def _self_attention_v1_class(name, *, scale=_sqrt_d_k, softmax_dim=-1):
     """A SelfAttention_v1 like the reference's, with the scaling and the softmax dim swappable."""
 
@@ -197,6 +217,7 @@ def _self_attention_v1_class(name, *, scale=_sqrt_d_k, softmax_dim=-1):
     return _named(SelfAttention_v1, name)
 
 
+@_composable
 def _self_attention_v2_class(name, *, scale=_sqrt_d_k, softmax_dim=-1):
     """A SelfAttention_v2 like the reference's, with the scaling and the softmax dim swappable."""
 
@@ -342,6 +363,7 @@ def _attention_dropout_keep_probability(attn_weights, p):
 # -------------------------------------------------- step 15: CausalAttention
 
 
+@_composable
 def _causal_attention_class(
     name,
     *,
@@ -409,6 +431,7 @@ def _wrapper_class(name, *, cat_dim=-1):
 # -------------------------------------------------- step 18: MultiHeadAttention
 
 
+@_composable
 def _multi_head_attention_class(
     name,
     *,

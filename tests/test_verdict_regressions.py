@@ -88,8 +88,8 @@ SUBMISSIONS = {
                                   "pass"),
     "causal_layers_in_another_order": edit(
         "CausalAttention",
-        "self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)\n        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)",
-        "self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)\n        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)"),
+        "self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)\n        self.W_key = nn.Linear(",
+        "self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)\n        self.W_query = nn.Linear("),
     "causal_seeds_inside_init": edit("CausalAttention", "self.d_out = d_out",
                                      "torch.manual_seed(0)\n        self.d_out = d_out"),
     "causal_mask_registered_4d": edit(
@@ -100,6 +100,10 @@ SUBMISSIONS = {
     "softmax_over_dim_1": edit("attention_weights", "torch.softmax(attn_scores, dim=-1)",
                                "torch.softmax(attn_scores, dim=1)"),
     "dropout_keeps_with_probability_p": SOURCE + OWN_DROPOUT_KEEP_PROB,
+    "causal_unscaled_and_zero_filled": edit(
+        "CausalAttention", "attn_scores / keys.shape[-1] ** 0.5, dim=-1", "attn_scores, dim=-1",
+        edit("CausalAttention", "[:num_tokens, :num_tokens], -torch.inf",
+             "[:num_tokens, :num_tokens], 0.0")),
 }
 
 
@@ -219,6 +223,12 @@ def test_dropout_written_by_hand_with_p_as_the_keep_probability_is_recognised(re
     step = result(reports, "dropout_keeps_with_probability_p", "attention_dropout")
     assert step.status == "failed"
     assert step.mistake == "dropout_keep_prob", step.feedback
+
+
+def test_two_mistakes_made_together_are_both_named(reports):
+    step = result(reports, "causal_unscaled_and_zero_filled", "CausalAttention")
+    assert set(step.mistake.split("+")) == {"missing_scaling", "mask_zero_fill"}, step.feedback
+    assert "two known mistakes together" in step.feedback
 
 
 def test_a_class_of_such_submissions_grades_to_a_complete_gradebook(tmp_path, rubric):
