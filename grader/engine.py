@@ -4,8 +4,8 @@
     submission = read_submission(...)             .py or .ipynb into code chunks; never run here
     session    = Session(submission, rubric)      a worker process starts running the code
     prepared   = Preparer(...).prepare(step)      the grader's inputs and the reference's answers
-    reply      = session.run(prepared)            the student's outputs, as plain tensors
-    result     = judge(prepared, reply)           checks with numbers -> a StepResult
+    reply      = session.run(prepared)            what the worker said, typed (grader/replies.py)
+    result     = judge(prepared, reply, context)  checks with numbers, diagnosis -> a StepResult
 """
 
 from __future__ import annotations
@@ -235,13 +235,5 @@ class Session:
         self._discard()
 
 
-def result_for(step: Step, status: str, feedback: str, checks=(), *, location=None,
-               seconds: float = 0.0) -> StepResult:
-    checks = tuple(checks)
-    score = round(sum(c.score for c in checks), 6) if checks else 0.0
-    return StepResult(step.id, step.title, step.section, status, score, step.points, feedback,
-                      checks, step.hints, None, location, round(seconds, 3))
-
-
 __all__ = ["DEFAULT_RUBRIC", "Session", "grade", "grade_prepared", "prepare",
-           "result_for", "unreadable_report"]
+           "unreadable_report"]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from .cases import PreparedStep
 from .checks import Outcome, call_text, run_checks
-from .engine import result_for
 from .models import StepResult
 from .replies import (
     Answered,
@@ -159,6 +158,14 @@ def _raised_text(step: Step, outcome: Outcome, error: RaisedError) -> str:
     return (f"On {outcome.title}, {what} raised {error.text()}"
             + (f" at {error.location}" if error.location else "")
             + (f":\n    {error.code}" if error.code else ".") + memory + order)
+
+
+def result_for(step: Step, status: str, feedback: str, checks=(), *, location=None,
+               seconds: float = 0.0) -> StepResult:
+    checks = tuple(checks)
+    score = round(sum(c.score for c in checks), 6) if checks else 0.0
+    return StepResult(step.id, step.title, step.section, status, score, step.points, feedback,
+                      checks, step.hints, None, location, round(seconds, 3))
 
 
 def _definition_error(step: Step, load: LoadReply | None, submission: Submission | None
