@@ -120,6 +120,8 @@ def _namespaces(libc, config: dict, applied: dict) -> list[str]:
             # The working directory's absolute path may now lead into the fresh /tmp.
             os.environ["HOME"] = os.environ["TMPDIR"] = "/tmp"  # noqa: S108 - the private one
         for path in config.get("hide", []):
+            if any(n == path or n.startswith(path.rstrip("/") + "/") for n in needed):
+                continue  # Python, torch or the grader live in there: it must stay visible
             if os.path.isdir(path) and _mount(libc, b"tmpfs", path.encode(), b"tmpfs",
                                               MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k,mode=555"):
                 done.append(f"hidden {path}")

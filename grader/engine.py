@@ -84,6 +84,18 @@ def unreadable_report(path: str, rubric: Rubric, problem: str, notes: tuple[str,
                    time.monotonic())
 
 
+def hidden_paths(rubric: Rubric) -> tuple[str, ...]:
+    """What the worker must not see: the folders of the reference and the known mistakes and, in
+    the repository that holds them, its history (`.git`: every committed version of the
+    reference), its tests and its examples (graded submissions, some of them right)."""
+    folders = {path.resolve().parent for path in (rubric.reference, rubric.mistakes) if path}
+    for folder in list(folders):
+        root = next((a for a in (folder, *folder.parents) if (a / ".git").is_dir()), None)
+        if root is not None:
+            folders |= {root / ".git", root / "tests", root / "examples"}
+    return tuple(sorted(str(folder) for folder in folders if folder.is_dir()))
+
+
 def _graded(session: Session, prepared, diagnoser) -> StepResult:
     """Run one step in the session's worker, then judge the typed reply."""
     from .judge import Context, judge
@@ -152,8 +164,8 @@ class Session:
     def _start(self) -> None:
         defaults = self.rubric.defaults
         limits = Limits.of(defaults)
-        # The reference solutions' folder is hidden from the worker where the platform allows.
-        hide = (str(self.rubric.reference.parent),) if self.rubric.reference else ()
+        # The reference solutions are hidden from the worker where the platform allows.
+        hide = hidden_paths(self.rubric)
         self.worker = Worker(self.submission, limits, hide=hide,
                              load_timeout=defaults.load_timeout, zygote=self.zygote)
         self.worker.start()

@@ -65,6 +65,7 @@ CORPUS = [
     Hostile("leaves_threads_and_processes", {}),
     Hostile("interrupts_in_steps", {"softmax_naive": "error", "attention_scores": "error"},
             feedback="KeyboardInterrupt"),
+    Hostile("reads_the_repository_history", {}, needs_root=True),
 ]
 
 
