@@ -53,6 +53,11 @@ class UnreadableSubmission(Exception):
 
 def read_submission(path: str | Path) -> Submission:
     path = Path(path)
+    if path.is_symlink():  # followed, it could lead to any file the grader can read
+        raise UnreadableSubmission(
+            f"{path.name} is a symbolic link, not a file; the grader reads only files handed in "
+            "themselves: hand in a copy of the file instead of a link to it."
+        )
     if not path.exists():
         raise UnreadableSubmission(f"{path}: no such file. Check the path and try again.")
     if path.is_dir():

@@ -165,3 +165,23 @@ def test_the_dask_executor_gives_the_same_gradebook(tmp_path, fast_rubric):
         grade_class([klass], out=tmp_path / "dask", rubric=fast_rubric, executor="dask",
                     scheduler=cluster.scheduler_address)
     assert (tmp_path / "dask" / "grades.csv").read_text() == (tmp_path / "local" / "grades.csv").read_text()
+
+
+def test_a_symbolic_link_is_never_followed(tmp_path, fast_rubric):
+    """A link to the reference (a file, or a student folder) is graded as what it is: an
+    unreadable submission, with the reason, in its own row."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(EXERCISES / "attention.py", folder / "evans_105_5005_attention.py")
+    (folder / "fox_106_5006_attention.py").symlink_to(SOLUTIONS)
+    (folder / "Gray Kim_107_assignsubmission_file_").symlink_to(SOLUTIONS.parent,
+                                                               target_is_directory=True)
+    (folder / "hale_108_5008_attention.py").symlink_to(tmp_path / "gone.py")  # dangling
+    grade_class([folder], out=tmp_path / "out", rubric=fast_rubric, jobs=2)
+    rows = {row["id"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
+    assert sorted(rows) == ["Gray Kim", "evans", "fox", "hale"]
+    for student in ("fox", "Gray Kim", "hale"):
+        assert rows[student]["total"] == "0", rows[student]
+    feedback = (tmp_path / "out" / "feedback" / "fox.md").read_text()
+    assert "is a symbolic link" in feedback
+    assert "def attention_scores" not in feedback  # the linked file is never quoted back

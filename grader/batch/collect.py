@@ -95,6 +95,9 @@ def _from_folder(folder: Path, pattern, result: Collection) -> list[Candidate]:
     for item in sorted(folder.iterdir()):
         if item.name.startswith("."):
             continue
+        if item.is_symlink():  # never followed: graded as what it is, an unreadable submission
+            found.append(_candidate(item, item.name, str(item), pattern, item.lstat().st_mtime))
+            continue
         if item.is_dir():  # one folder per student: its newest notebook or .py file
             files = sorted((f for f in item.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file()),
                            key=lambda f: (f.suffix.lower() != ".ipynb", -f.stat().st_mtime))
