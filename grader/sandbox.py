@@ -175,6 +175,7 @@ class Worker:
             self.uid = 200_000 + secrets.randbelow(1_000_000_000)
             os.chown(self.home, self.uid, self.uid)
         request_r, self.request_w = os.pipe()
+        os.set_blocking(self.request_w, False)  # writes wait with a deadline, never for ever
         self.reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
         confinement = {"limits": self.limits.for_worker(), "uid": self.uid, "hide": list(self.hide)}
@@ -233,12 +234,23 @@ class Worker:
 
     def request(self, message: dict, timeout: float) -> dict:
         self._wait_ready()
-        self.send(message)
-        return self.receive(timeout)
+        started = time.monotonic()
+        self.send(message, timeout)
+        return self.receive(max(timeout - (time.monotonic() - started), 0.001))
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict, timeout: float = READY_TIMEOUT) -> None:
+        """Write one frame; a worker that stops reading costs `timeout`, never a hang."""
+        view = memoryview(wire.encode(message))
+        deadline = time.monotonic() + timeout
         try:
-            wire.write_frame(self.request_w, wire.encode(message))
+            while view:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([], [self.request_w], [], remaining)[1]:
+                    raise WorkerTimeout(timeout)
+                try:
+                    view = view[os.write(self.request_w, view):]
+                except BlockingIOError:
+                    continue
         except OSError:
             raise WorkerDied(self._death()) from None
 

@@ -22,6 +22,9 @@ import struct
 import sys
 
 MAX_FRAME_BYTES = 512 * 1024 * 1024
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # the JSON part; tensors travel as blobs after it
+MAX_RANK = 16
+MAX_NUMEL = MAX_FRAME_BYTES  # elements of one tensor, checked before anything is allocated
 _HEADER = struct.Struct(">Q")
 
 # dtype name -> bytes per element. torch is imported only when a tensor is met, so that starting
@@ -89,12 +92,20 @@ def decode(frame: bytes) -> object:
     start = _HEADER.size + header_len
     if start > len(frame):
         raise WireError("frame shorter than its header length says")
-    try:
-        header = json.loads(frame[_HEADER.size : start].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"header is not JSON: {exc}") from None
+    if header_len > MAX_HEADER_BYTES:
+        raise WireError(f"header of {header_len:,} bytes, over the {MAX_HEADER_BYTES:,} limit")
+    header = _json(frame[_HEADER.size : start])
     blobs = _split_blobs(frame, start)
     return _unpack(header, blobs, depth=0)
+
+
+def _json(data: bytes) -> object:
+    try:
+        return json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"header is not JSON: {exc}") from None
+    except RecursionError:
+        raise WireError("header nested too deeply") from None
 
 
 def _split_blobs(frame: bytes, start: int) -> _Blobs:
@@ -146,11 +157,7 @@ def _unpack_tensor(body: dict, blobs: _Blobs):
     if name not in ITEMSIZE:
         raise WireError(f"unknown tensor dtype {name!r}")
     dtype = getattr(torch, name)
-    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-        raise WireError(f"bad tensor shape {shape!r}")
-    numel = 1
-    for n in shape:
-        numel *= n
+    numel = _numel(shape)
     data = blobs.take(body.get("blob"), numel * ITEMSIZE[name])  # type: ignore[arg-type]
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
@@ -172,8 +179,8 @@ def read_frame(fd: int, deadline_read=None) -> bytes:
     read = deadline_read or _read_exactly
     head = read(fd, _HEADER.size)
     (header_len,) = _HEADER.unpack(head)
-    if header_len > MAX_FRAME_BYTES:
-        raise WireError("frame header too large")
+    if header_len > MAX_HEADER_BYTES:
+        raise WireError(f"frame header of {header_len:,} bytes, over the {MAX_HEADER_BYTES:,} limit")
     header = read(fd, header_len)
     blob_bytes = _blob_length(header)
     if header_len + blob_bytes > MAX_FRAME_BYTES:
@@ -183,10 +190,7 @@ def read_frame(fd: int, deadline_read=None) -> bytes:
 
 def _blob_length(header: bytes) -> int:
     """How many blob bytes follow a header: the sum of its tensors' sizes."""
-    try:
-        node = json.loads(header.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"header is not JSON: {exc}") from None
+    node = _json(header)
     total = 0
     stack = [node]
     while stack:
@@ -197,18 +201,25 @@ def _blob_length(header: bytes) -> int:
             body = item.get("$tensor")
             if isinstance(body, dict):
                 name = body.get("dtype")
-                shape = body.get("shape")
-                if name not in ITEMSIZE or not isinstance(shape, list):
+                if name not in ITEMSIZE:
                     raise WireError("bad tensor in header")
-                numel = 1
-                for n in shape:
-                    if type(n) is not int or n < 0:
-                        raise WireError("bad tensor shape in header")
-                    numel *= n
-                total += numel * ITEMSIZE[name]
+                total += _numel(body.get("shape")) * ITEMSIZE[name]
             else:
                 stack.extend(item.values())
     return total
+
+
+def _numel(shape: object) -> int:
+    """The element count of a shape, refused before any allocation when it is not plausible."""
+    if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(
+            type(n) is int and 0 <= n <= MAX_NUMEL for n in shape):
+        raise WireError(f"bad tensor shape {str(shape)[:80]}")
+    numel = 1
+    for n in shape:
+        numel *= n
+    if numel > MAX_NUMEL:
+        raise WireError(f"tensor of {numel:,} elements, over the limit")
+    return numel
 
 
 def _read_exactly(fd: int, n: int) -> bytes:

@@ -185,3 +185,25 @@ def test_a_symbolic_link_is_never_followed(tmp_path, fast_rubric):
     feedback = (tmp_path / "out" / "feedback" / "fox.md").read_text()
     assert "is a symbolic link" in feedback
     assert "def attention_scores" not in feedback  # the linked file is never quoted back
+
+
+def test_a_grader_failure_on_one_student_is_that_students_row(tmp_path, fast_rubric, monkeypatch):
+    """Whatever goes wrong while grading one submission, the class run ends with every row."""
+    from grader.batch import run
+
+    real = run.grade_entry
+
+    def failing_for_adams(entry, *args):
+        if entry.student == "adams":
+            raise ValueError("something no one foresaw")
+        return real(entry, *args)
+
+    monkeypatch.setattr(run, "grade_entry", failing_for_adams)
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(SOLUTIONS, folder / "adams_101_5001_attention.py")
+    shutil.copy(SOLUTIONS, folder / "baker_102_5002_attention.py")
+    grade_class([folder], out=tmp_path / "out", rubric=fast_rubric, jobs=2)
+    rows = {row["id"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
+    assert rows["baker"]["total"] == "98" and rows["baker"]["status"] == "graded"
+    assert "something no one foresaw" in rows["adams"]["status"]

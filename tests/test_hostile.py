@@ -66,6 +66,7 @@ CORPUS = [
     Hostile("interrupts_in_steps", {"softmax_naive": "error", "attention_scores": "error"},
             feedback="KeyboardInterrupt"),
     Hostile("reads_the_repository_history", {}, needs_root=True),
+    Hostile("stops_reading_its_requests", {"attention_dropout": "timeout"}, feedback="stopped"),
 ]
 
 

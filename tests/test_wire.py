@@ -62,3 +62,30 @@ def test_malformed_frames_are_refused(bad):
 def test_objects_that_are_not_plain_data_cannot_be_sent():
     with pytest.raises(wire.WireError):
         wire.encode(object())
+
+
+def frame_of(header: bytes, blobs: bytes = b"") -> bytes:
+    return struct.pack(">Q", len(header)) + header + blobs
+
+
+@pytest.mark.parametrize("header, problem", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (json.dumps({"$tensor": {"dtype": "float32", "shape": [0, 2**64], "blob": 0}}).encode(),
+     "bad tensor shape"),
+    (json.dumps({"$tensor": {"dtype": "float32", "shape": [1] * 40, "blob": 0}}).encode(),
+     "bad tensor shape"),
+    (json.dumps({"$tensor": {"dtype": "uint8", "shape": [2**20, 2**20], "blob": 0}}).encode(),
+     "over the limit"),
+])
+def test_a_hostile_header_is_refused_before_anything_is_allocated(header, problem):
+    with pytest.raises(wire.WireError, match=problem):
+        wire.decode(frame_of(header))
+    read = iter([struct.pack(">Q", len(header)), header])
+    with pytest.raises(wire.WireError, match=problem):
+        wire.read_frame(0, lambda fd, n: next(read))
+
+
+def test_a_header_larger_than_its_limit_is_refused_unread():
+    head = struct.pack(">Q", wire.MAX_HEADER_BYTES + 1)
+    with pytest.raises(wire.WireError, match="over the"):
+        wire.read_frame(0, lambda fd, n: head)

@@ -155,6 +155,9 @@ def _run_local(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[st
                         _save(out, keys[entry.student], entry, future.result())
                     except GraderError as exc:
                         failures[entry.student] = str(exc).splitlines()[0]
+                    except Exception as exc:  # noqa: BLE001 - one student never stops the class
+                        failures[entry.student] = (f"the grader failed on this submission "
+                                                   f"({type(exc).__name__}: {exc}); please report it")
                     progress.advance(entry.student)
         except BaseException:
             for future in futures:
