@@ -31,6 +31,7 @@ from pathlib import Path
 from . import replies, wire
 from .errors import InternalError
 from .rubric import LIMIT_KEYS, Defaults
+from .safe_text import printable
 from .submission import Submission
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -141,10 +142,11 @@ class _Printed:
         os.close(self.fd)
 
     def text(self) -> str:
+        head = printable(bytes(self.head).decode("utf-8", "replace"))
         if self.total <= KEEP_PRINTED:
-            return bytes(self.head).decode("utf-8", "replace")
-        return (bytes(self.head).decode("utf-8", "replace") + f"\n[... {self.total:,} bytes in all ...]\n"
-                + bytes(self.tail).decode("utf-8", "replace"))
+            return head
+        return (head + f"\n[... {self.total:,} bytes in all ...]\n"
+                + printable(bytes(self.tail).decode("utf-8", "replace")))
 
 
 class Worker:

@@ -24,6 +24,7 @@ from ..models import Report
 from ..report.html import render_html
 from ..report.markdown import render_markdown
 from ..rubric import Rubric
+from ..safe_text import csv_cell
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ def grades_csv(rubric: Rubric, rows: list[Row]) -> str:
     for row in rows:
         scores = {s.id: s.score for s in row.report.steps} if row.report else {}
         total = row.report.score if row.report else ""
-        writer.writerow([row.student, _number(total), _number(maximum),
+        writer.writerow([csv_cell(row.student), _number(total), _number(maximum),
                          *[_number(scores.get(step.id, "")) for step in rubric.steps],
-                         row.status, row.file])
+                         csv_cell(row.status), csv_cell(row.file)])
     return buffer.getvalue()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..models import Report
+from ..safe_text import markdown_fence, markdown_inline
 
 ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "timeout": "⏱️", "missing": "❓",
          "not_implemented": "⬜"}
@@ -10,13 +11,13 @@ ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "timeout": "⏱️",
 
 def render_markdown(report: Report, **_) -> str:
     lines = [
-        f"# Attention grader report: `{report.submission}`",
+        f"# Attention grader report: {markdown_inline(report.submission)}",
         "",
         f"**Score: {report.score:g} / {report.max_score:g}**",
         "",
     ]
     if report.notes:
-        lines += [f"> {note}" for note in report.notes] + [""]
+        lines += [f"> {markdown_inline(note)}" for note in report.notes] + [""]
     lines += ["| | Step | Section | Score | Status |", "|---|---|---|---|---|"]
     for step in report.steps:
         lines.append(f"| {ICONS[step.status]} | `{step.id}` | {step.section} | "
@@ -25,10 +26,11 @@ def render_markdown(report: Report, **_) -> str:
         if step.passed:
             continue
         lines += ["", f"## {ICONS[step.status]} `{step.id}`: {step.title}", ""]
-        lines += ["```text", step.feedback, "```"]
+        lines += markdown_fence(step.feedback)
         failed = [c for c in step.checks if not c.passed]
         if failed:
-            lines += [""] + [f"- **{c.name}** (0 / {c.max_score:g}): {c.message}" for c in failed]
+            lines += [""] + [f"- **{c.name}** (0 / {c.max_score:g}): {markdown_inline(c.message)}"
+                             for c in failed]
         if step.hints and step.status in ("failed", "error") and not step.mistake:
             lines += ["", f"*Hint:* {step.hints[0]}"]
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from ..models import Report, StepResult
+from ..safe_text import printable
 
 SYMBOLS = {"passed": "✔", "failed": "✘", "error": "✘", "timeout": "⧗", "missing": "?",
            "not_implemented": "·"}
@@ -16,9 +17,9 @@ LABELS = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "timeout": "
 
 def render_text(report: Report, *, colour: bool = False, width: int = 100) -> str:
     paint = _painter(colour)
-    lines = [paint("1", f"attention-grader: {report.submission}"), ""]
+    lines = [paint("1", f"attention-grader: {printable(report.submission)}"), ""]
     for note in report.notes:
-        lines.extend(textwrap.wrap(f"note: {note}", width, subsequent_indent="      "))
+        lines.extend(textwrap.wrap(f"note: {printable(note)}", width, subsequent_indent="      "))
     if report.notes:
         lines.append("")
     for step in report.steps:
@@ -39,7 +40,7 @@ def _step_lines(step: StepResult, paint, width: int) -> list[str]:
     if step.passed:
         return [head]
     lines = [head]
-    for paragraph in step.feedback.splitlines():
+    for paragraph in printable(step.feedback, 20_000).splitlines():
         lines.extend(textwrap.wrap(paragraph, width, initial_indent="      ",
                                    subsequent_indent="        ") or [""])
     if step.hints and step.status in ("failed", "error") and not step.mistake:
