@@ -33,6 +33,8 @@ MS_BIND = 4096
 MS_REC = 16384
 MNT_DETACH = 2
 MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
 PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108 - covered, not used
 
 
@@ -57,6 +59,21 @@ def confine(config: dict) -> dict:
         os.setgid(uid)
         os.setuid(uid)
         applied["uid"] = uid
+    if libc is not None and _linux():
+        applied.update(tie_to_parent(libc, config.get("parent")))
+    return applied
+
+
+def tie_to_parent(libc, parent: int | None) -> dict:
+    """Die with the process that started this one (set after the uid change, which clears it),
+    and never gain privileges through a set-user-ID program."""
+    applied = {}
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
+        applied["no_new_privileges"] = True
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        applied["dies_with_parent"] = True
+        if parent is not None and os.getppid() != parent:
+            os._exit(70)  # the parent is already gone: nobody will read what this one does
     return applied
 
 

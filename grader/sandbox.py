@@ -180,7 +180,8 @@ class Worker:
         os.set_blocking(self.request_w, False)  # writes wait with a deadline, never for ever
         self.reply_r, reply_w = os.pipe()
         output_r, output_w = os.pipe()
-        confinement = {"limits": self.limits.for_worker(), "uid": self.uid, "hide": list(self.hide)}
+        confinement = {"limits": self.limits.for_worker(), "uid": self.uid, "hide": list(self.hide),
+                       "parent": self.zygote.process.pid if self.zygote else os.getpid()}
         try:
             self.process = self._launch(request_r, reply_w, output_w, confinement)
         except OSError as exc:

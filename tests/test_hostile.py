@@ -149,3 +149,56 @@ def test_inputs_are_fresh_for_every_call(fast_rubric, tmp_path):
     report = grade(build(CORPUS[13], tmp_path, "0"), rubric=fast_rubric,
                    steps=["attn_scores_for_query", "context_vector"])
     assert {s.status for s in report.steps} == {"passed"}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat_line = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _running_student_code(pid: int) -> bool:
+    """Confined, torch imported (over 150 MB resident), and past the handshake."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    resident = next((int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("VmRSS:")), 0)
+    return "NoNewPrivs:\t1" in status and resident > 150_000
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signals are Linux's")
+def test_a_worker_dies_with_a_grader_killed_outright(tmp_path):
+    path = tmp_path / "sleeps_at_import.py"
+    path.write_text(SOLUTIONS.read_text() + "\n\nimport time\n\ntime.sleep(120)\n")
+    grader = subprocess.Popen([sys.executable, "-m", "grader", "check", str(path)], cwd=REPO_ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while time.monotonic() < deadline and not workers:
+            workers = [pid for pid in _children(grader.pid) if _running_student_code(pid)]
+            time.sleep(0.1)
+        assert workers, "the worker never started"
+        time.sleep(2)  # the code's time.sleep(120) is running now
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers), "the worker outlived the grader"
