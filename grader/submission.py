@@ -106,6 +106,10 @@ def _read_notebook(path: Path, text: str) -> Submission:
             f"{path.name} is not a valid notebook: its JSON is broken at line {exc.lineno}, "
             f"column {exc.colno} ({exc.msg}). Open it in Jupyter, save it, and submit again."
         ) from None
+    except (RecursionError, MemoryError):
+        raise UnreadableSubmission(
+            f"{path.name} is not a notebook Jupyter writes: its JSON is nested too deeply to read."
+        ) from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise UnreadableSubmission(f"{path.name} is JSON but not a Jupyter notebook (no cells).")
     try:
@@ -176,9 +180,18 @@ def transform_ipython(source: str) -> tuple[str, str]:
     return "\n".join(lines) + "\n", note
 
 
+MAX_PARSED = 50_000  # characters of a cell parsed in the grader; a longer one is left as it is
+
+
 def _parses(source: str) -> bool:
+    """Whether the cell is plain Python. Parsing costs memory, and the source is untrusted: a
+    cell too long or too deep to parse here is left as it is, for the worker to compile."""
+    if len(source) > MAX_PARSED:
+        return True
     try:
         ast.parse(source)
     except SyntaxError:
         return False
+    except (RecursionError, MemoryError, ValueError):
+        return True
     return True

@@ -91,3 +91,24 @@ def test_a_missing_name_says_which_name_and_signature(tmp_path, rubric):
     assert step.status == "missing"
     assert "`softmax_naive(x)`" in step.feedback
     assert "Did you mean to call `Softmax_naive`" in step.feedback
+
+
+def test_a_notebook_nested_too_deeply_is_unreadable_not_a_crash(tmp_path, rubric):
+    path = tmp_path / "deep.ipynb"
+    path.write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    report = grade(path, rubric=rubric, steps=["softmax_naive"])
+    assert report.steps[0].status == "missing"
+    assert any("nested too deeply" in note for note in report.notes)
+
+
+def test_a_cell_too_deep_or_long_to_parse_is_left_to_the_worker(tmp_path, rubric):
+    deep = "x = " + "(" * 100_000 + "1" + ")" * 100_000
+    long = "y = 1\n" * 20_000 + "%time y\n"  # 120 KB, IPython syntax at its end
+    path = write_notebook(tmp_path / "odd_cells.ipynb", [
+        ("code", deep), ("code", long),
+        ("code", "import torch\n\ndef softmax_naive(x):\n    return torch.exp(x) / torch.exp(x).sum(dim=0)"),
+    ])
+    report = grade(path, rubric=rubric, steps=["softmax_naive"])
+    assert statuses(report) == {"softmax_naive": "passed"}
+    assert any(note.startswith("cell 1") for note in report.notes), report.notes
+    assert any(note.startswith("cell 2") and "SyntaxError" in note for note in report.notes)
