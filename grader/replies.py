@@ -20,7 +20,6 @@ from typing import Any
 from .safe_text import printable
 
 MAX_NAMES = 10_000  # parameters, buffers, attributes or names of one reply
-MAX_TEXT = 4_000  # characters of any one string that are kept
 
 
 class MalformedReply(Exception):
@@ -277,7 +276,7 @@ def _list(raw: dict, key: str) -> list:
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise MalformedReply(f"{what} is not a string")
-    return printable(value, MAX_TEXT)
+    return printable(value)
 
 
 def _flag(raw: dict, key: str, what: str) -> bool:
@@ -317,7 +316,7 @@ def _plain(value: Any, what: str, depth: int = 0) -> Any:
     if depth > 8:
         return Opaque("deeply nested value")
     if isinstance(value, str):
-        return printable(value, MAX_TEXT)
+        return printable(value)
     if value is None or isinstance(value, (bool, int, float, torch.Tensor)):
         return value
     if isinstance(value, tuple):
