@@ -7,6 +7,7 @@
     attention-grader grade SUBMISSIONS... --out DIR [--jobs N] [--shard K/N] [--regrade ID]
     attention-grader merge SHARD_DIRS... --out DIR
     attention-grader bundle --out DIR
+    attention-grader sandbox [--rubric config.yaml] [--format text|json]
 
 Exit codes: 0 every step passed (or, with --min-score, the score reached the pass mark), 1 it did
 not, 2 the grader could not run. Under GitHub Actions (GITHUB_ACTIONS=true), `check` also writes the
@@ -84,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         "only the visible cases and their answers precomputed, and no solutions.")
     bundle.add_argument("--out", required=True, metavar="DIR", help="a new folder for the bundle")
     bundle.add_argument("--rubric", default=str(DEFAULT_RUBRIC), help="the course rubric")
+    sandbox = commands.add_parser(
+        "sandbox", help="say which sandbox layers this machine gives the worker, and which it refuses",
+        description="Start a worker as grading would, confine it, and list every sandbox layer: "
+        "applied, or refused and why. Exit 2 if the rubric's `sandbox: require:` names a layer "
+        "that is missing here, else 0.")
+    sandbox.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
+                         help="the rubric whose limits and `sandbox: require:` apply")
+    sandbox.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -128,7 +137,40 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     if args.command == "bundle":
         return _bundle(args)
+    if args.command == "sandbox":
+        return _sandbox(args)
     return _check(args)
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    import json
+
+    from .confine import STOPS, expected_layers
+    from .engine import hidden_paths
+    from .rubric import load_rubric
+    from .sandbox import Limits, missing_layers, probe
+
+    try:
+        rubric = load_rubric(args.rubric)
+        applied = probe(Limits.of(rubric.defaults), hidden_paths(rubric))
+    except GraderError as exc:
+        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    missing = missing_layers(applied, rubric.require)
+    layers, refused = applied.get("layers", []), applied.get("refused", {})
+    if args.format == "json":
+        print(json.dumps({"layers": layers, "refused": refused, "required": list(rubric.require),
+                          "missing_required": missing}, indent=2))
+    else:
+        print(f"Sandbox layers on this machine (as uid {os.geteuid()}):")
+        for name in expected_layers(os.geteuid() == 0):
+            mark = "✔" if name in layers else "✘"
+            why = "" if name in layers else f"  [{refused.get(name, 'not applied')}]"
+            need = " (required)" if name in rubric.require else ""
+            print(f"  {mark} {name:<16} {STOPS[name]}{need}{why}")
+        if missing:
+            print(f"\nMissing required layers: {', '.join(missing)}: nothing would be graded here.")
+    return 2 if missing else 0
 
 
 def _bundle(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
         results = [_graded(session, p, diagnoser) for p in prepared]
     finally:
         session.close()
-    return _report(read.path, rubric, results, session.notes(), started)
+    return _report(read.path, rubric, results, session.notes(), started, session.sandbox)
 
 
 def prepare(rubric: Rubric, steps: list[Step]):
@@ -75,7 +75,8 @@ def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, 
         results = [_graded(session, p, diagnoser) for p in prepared]
     finally:
         session.close()
-    return _report(submission.path, rubric, results, (*notes, *session.notes()), started)
+    return _report(submission.path, rubric, results, (*notes, *session.notes()), started,
+                   session.sandbox)
 
 
 def unreadable_report(path: str, rubric: Rubric, problem: str, notes: tuple[str, ...] = ()) -> Report:
@@ -125,14 +126,17 @@ def replay_case(step: Step, seed: int) -> Step:
                                points=sum(check.points for check in checks))
 
 
-def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started) -> Report:
+def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started,
+            sandbox: dict | None = None) -> Report:
     score, max_score = total(results)
     if rubric.expected is not None:
         from .bundle import HIDDEN_NOTE
 
         notes = (*notes, HIDDEN_NOTE)
+    sandbox = {"layers": list(sandbox.get("layers", [])), "refused": dict(sandbox.get("refused", {}))
+               } if sandbox else {}
     return Report(path, score, max_score, tuple(results), tuple(notes), rubric.path, __version__,
-                  round(time.monotonic() - started, 3))
+                  round(time.monotonic() - started, 3), sandbox)
 
 
 def _unread(step: Step) -> StepResult:
@@ -159,6 +163,7 @@ class Session:
         self.restarts = 0
         self.deadline = time.monotonic() + rubric.defaults.submission_timeout
         self.printed: list[str] = []  # output of workers that were stopped, for the notes
+        self.sandbox: dict = {}  # what the first worker's confinement applied (before any code ran)
         self._start()
 
     def _start(self) -> None:
@@ -167,7 +172,8 @@ class Session:
         # The reference solutions are hidden from the worker where the platform allows.
         hide = hidden_paths(self.rubric)
         self.worker = Worker(self.submission, limits, hide=hide,
-                             load_timeout=defaults.load_timeout, zygote=self.zygote)
+                             load_timeout=defaults.load_timeout, zygote=self.zygote,
+                             require=self.rubric.require)
         self.worker.start()
         self.load = None
 
@@ -190,6 +196,8 @@ class Session:
             self._keep_output()
         except MalformedReply as problem:
             self.load_failure = LoadFailed("died", f"its process sent a broken reply ({problem})")
+        finally:
+            self.sandbox = self.sandbox or self.worker.sandbox
 
     def run(self, prepared) -> StepReply:
         step = prepared.step

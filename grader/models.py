@@ -7,7 +7,7 @@ JSON) only read it. JSON goes through one `to_json` / `from_json` pair.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["passed", "failed", "error", "timeout", "missing", "not_implemented"]
@@ -60,6 +60,7 @@ class Report:
     rubric: str = ""
     grader_version: str = ""
     seconds: float = 0.0
+    sandbox: dict[str, Any] = field(default_factory=dict)  # layers applied, and refused with why
 
     @property
     def all_passed(self) -> bool:

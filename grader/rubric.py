@@ -108,6 +108,7 @@ class Rubric:
     mistakes: Path | None = None  # the file of known-mistake implementations
     expected: Path | None = None  # a student bundle's precomputed answers (instead of a reference)
     expected_sha256: str = ""
+    require: tuple[str, ...] = ()  # sandbox layers without which nothing is graded (`sandbox.require`)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -196,7 +197,7 @@ class _Validator:
         data = self.mapping(
             data, "", {"rubric": True, "title": False, "reference": False, "mistakes": False,
                        "expected": False, "expected_sha256": False, "defaults": False,
-                       "constants": False, "steps": True},
+                       "constants": False, "sandbox": False, "steps": True},
         )
         version = data["rubric"]
         if version != 1:
@@ -233,7 +234,20 @@ class _Validator:
         elif expected is None and any(step.mistakes for step in steps):
             self.fail("mistakes", "steps list mistakes, but no `mistakes:` file is given")
         return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps,
-                      defaults, mistakes, expected, data.get("expected_sha256", ""))
+                      defaults, mistakes, expected, data.get("expected_sha256", ""),
+                      self.sandbox(data.get("sandbox", {})))
+
+    def sandbox(self, data: Any) -> tuple[str, ...]:
+        """`sandbox: {require: [landlock, pid, ...]}`: the layers a grading machine must have."""
+        from .confine import LAYERS
+
+        data = self.mapping(data, "sandbox", {"require": False})
+        required = self.strings(data, "require", "sandbox")
+        for index, name in enumerate(required):
+            if name not in LAYERS:
+                self.fail(f"sandbox.require[{index}]",
+                          f"unknown sandbox layer {name!r}; the layers are: {', '.join(LAYERS)}")
+        return required
 
     def defaults(self, data: Any) -> Defaults:
         base = Defaults()

@@ -60,6 +60,37 @@ class Limits:
                 "open_files": self.open_files}
 
 
+class SandboxRefused(InternalError):
+    """The rubric requires a sandbox layer this machine does not give: nothing is graded."""
+
+    def __init__(self, missing: dict[str, str]):
+        reasons = "; ".join(f"{name}: {why}" for name, why in missing.items())
+        super().__init__(f"the rubric requires sandbox layers this machine does not give ({reasons}), "
+                         "so nothing was graded. Run `attention-grader sandbox` here to see every "
+                         "layer; grade where they are available, or remove them from the rubric's "
+                         "`sandbox: require:`.")
+        self.missing = missing
+
+
+def missing_layers(sandbox: dict, require: tuple[str, ...]) -> dict[str, str]:
+    """The required layers the worker did not apply, each with the reason it gave."""
+    layers = sandbox.get("layers", [])
+    refused = sandbox.get("refused", {})
+    return {name: str(refused.get(name, "not applied on this platform or as this user"))
+            for name in require if name not in layers}
+
+
+def probe(limits: Limits | None = None, hide: tuple[str, ...] = ()) -> dict:
+    """What the sandbox applies on this machine, as a worker reports it before any code runs."""
+    worker = Worker(Submission("<probe>", "py", ()), limits, hide=hide)
+    try:
+        worker.start()
+        worker._wait_ready()
+        return worker.sandbox
+    finally:
+        worker.close()
+
+
 class WorkerTimeout(Exception):
     def __init__(self, seconds: float):
         super().__init__(f"no answer within {seconds:g} s")
@@ -153,8 +184,10 @@ class Worker:
     """One worker process holding one submission's namespace."""
 
     def __init__(self, submission: Submission, limits: Limits | None = None, hide: tuple[str, ...] = (),
-                 load_timeout: float = Defaults.load_timeout, zygote: Zygote | None = None):
+                 load_timeout: float = Defaults.load_timeout, zygote: Zygote | None = None,
+                 require: tuple[str, ...] = ()):
         limits = limits or Limits.of(Defaults())
+        self.require = require
         self.zygote = zygote
         self.submission = submission
         self.load_timeout = load_timeout
@@ -230,10 +263,13 @@ class Worker:
             reply = self.receive(READY_TIMEOUT)
         except (WorkerDied, WorkerTimeout) as exc:
             raise InternalError(f"the worker process did not start: {exc}\n{self.output()}") from None
-        if reply.get("op") != "ready":
+        if reply.get("op") != "ready" or not isinstance(reply.get("sandbox"), dict):
             raise InternalError(f"the worker process did not start: {reply}")
-        self.sandbox = reply.get("sandbox", {})
+        self.sandbox = reply["sandbox"]
         self._ready = True
+        missing = missing_layers(self.sandbox, self.require)
+        if missing:
+            raise SandboxRefused(missing)
 
     def request(self, message: dict, timeout: float) -> dict:
         self._wait_ready()
@@ -331,8 +367,9 @@ class Worker:
         shutil.rmtree(self.home, ignore_errors=True)
 
     def _kill_uid(self) -> None:
-        """Kill every process running as this worker's uid (kill(-1) from that uid)."""
-        if self.uid is None:
+        """Kill every process running as this worker's uid (kill(-1) from that uid); not needed
+        where the worker had a PID namespace, which ends with it."""
+        if self.uid is None or "pid" in self.sandbox.get("layers", ()):
             return
         kill = shutil.which("kill", path="/usr/bin:/bin")  # world-executable, unlike our python
         if kill is None:

@@ -322,6 +322,7 @@ def main(argv: list[str]) -> int:
     # Confine this process before torch is imported and before any student code runs.
     config = wire.decode(wire.read_frame(request_fd))
     config["needed"] = _needed_paths()
+    folder = os.getcwd()
     applied = confine.confine(config)
     worker = Worker(request_fd, reply_fd, wire, confine)
     try:
@@ -330,22 +331,8 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:
         pass  # the grader went away
     finally:
-        _remove_own_home()
+        confine.remove_folder(folder)
     return 0
-
-
-def _remove_own_home() -> None:
-    """Best effort, when the grader went away without closing this worker (it was killed): remove
-    the working directory, which the grader would otherwise have removed."""
-    import shutil
-
-    try:
-        name = os.path.basename(os.getcwd())
-        if name.startswith("attention-grader-"):
-            os.chdir("..")  # the real parent, even where a private /tmp covers its path
-            shutil.rmtree(name, ignore_errors=True)
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------- the zygote: a warm worker factory
@@ -365,8 +352,11 @@ def zygote(control_fd: int) -> int:
     wire = _load_sibling("wire")
     confine = _load_sibling("confine")
     libc = confine._libc()
+    folder = os.getcwd()
     if libc is not None and confine._linux():
-        confine.tie_to_parent(libc, None)  # a grader killed outright takes its zygote with it
+        # A grader killed outright takes its zygote with it; the zygote removes its folder first.
+        signal.signal(signal.SIGTERM, lambda signum, frame: (confine.remove_folder(folder), os._exit(0)))
+        confine.tie_to_parent(libc, None, signal.SIGTERM)
     import torch
 
     torch.set_num_threads(1)  # no OpenMP pool: forking after one is started can hang the child
@@ -391,7 +381,7 @@ def zygote(control_fd: int) -> int:
             control.sendall(json.dumps({"pid": pid}).encode())
         elif request["op"] == "status":
             control.sendall(json.dumps({"returncode": _exit_status(request["pid"])}).encode())
-    _remove_own_home()
+    confine.remove_folder(folder)
     return 0
 
 
@@ -413,6 +403,7 @@ def _child(request: dict, fds: list[int], wire, confine) -> None:
         os.dup2(output_fd, 2)
         os.close(output_fd)
         os.chdir(request["home"])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the zygote's handler is not the worker's
         os.environ.update(HOME=request["home"], TMPDIR=request["home"])
         config = request["confine"]
         config["needed"] = _needed_paths()
@@ -426,7 +417,7 @@ def _child(request: dict, fds: list[int], wire, confine) -> None:
         traceback.print_exc()
         code = 70
     finally:
-        _remove_own_home()
+        confine.remove_folder(request["home"])
         sys.stdout.flush()
         os._exit(code)
 

@@ -4,6 +4,7 @@ honest steps, and leaves nothing running or written outside the sandbox."""
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,14 @@ from conftest import REPO_ROOT, RUBRIC, SOLUTIONS, grade, statuses
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 AS_ROOT = os.geteuid() == 0 and sys.platform.startswith("linux")
+
+
+@pytest.fixture(scope="module")
+def layers():
+    """The sandbox layers this machine gives a worker (root or not), as the worker reports them."""
+    from grader.sandbox import probe
+
+    return set(probe().get("layers", []))
 LATE_STEPS = ["CausalAttention", "MultiHeadAttentionWrapper", "wrapper_with_2d_output",
               "MultiHeadAttention", "gpt2_small_attention"]
 
@@ -40,7 +49,7 @@ class Hostile:
     feedback: str = ""  # a phrase the first failing step's feedback must contain
     note: str = ""  # a phrase one of the report's notes must contain
     insert_before: str = ""  # where the snippet goes; appended at the end by default
-    needs_root: bool = False  # relies on namespaces and a uid of its own
+    needs: tuple[str, ...] = ()  # the sandbox layers it is stopped by
     extra: dict = field(default_factory=dict)
 
 
@@ -59,21 +68,30 @@ CORPUS = [
     Hostile("lying_tensor_subclass", {"softmax_naive": "failed"}),
     Hostile("forged_report_at_import", {"softmax_naive": "failed"}),
     Hostile("imports_reference_solutions", {"softmax_naive": "error"}, feedback="out of reach",
-            needs_root=True),
-    Hostile("writes_outside_workdir", {}, needs_root=True),
+            needs=("mount",)),
+    Hostile("writes_outside_workdir", {}, needs=("landlock",)),
     Hostile("mutates_inputs_in_place", {}),
     Hostile("leaves_threads_and_processes", {}),
     Hostile("interrupts_in_steps", {"softmax_naive": "error", "attention_scores": "error"},
             feedback="KeyboardInterrupt"),
-    Hostile("reads_the_repository_history", {}, needs_root=True),
+    Hostile("reads_the_repository_history", {}, needs=("landlock",)),
     Hostile("stops_reading_its_requests", {"attention_dropout": "timeout"}, feedback="stopped"),
+    # the third round: the same confinement with or without root
+    Hostile("unmounts_the_hidden_reference", {}, needs=("mount", "capabilities", "seccomp")),
+    Hostile("reads_the_graders_command_line", {}, needs=("proc",)),
+    Hostile("signals_every_process", {}, needs=("pid",)),
+    Hostile("keeps_shared_memory_and_locks", {}, needs=("ipc", "landlock")),
+    Hostile("connects_to_a_host_socket", {}, needs=("seccomp", "landlock")),
+    Hostile("rewrites_the_grader", {}, needs=("landlock",)),
+    Hostile("forks_hundreds_and_fills_the_disk", {}, needs=("pid", "mount")),
 ]
 
 
 def build(hostile: Hostile, tmp_path: Path, marker: str) -> Path:
     snippet = (HOSTILE / f"{hostile.name}.py").read_text()
     snippet = (snippet.replace("{REPO_ROOT}", str(REPO_ROOT)).replace("{MARKER}", marker)
-               .replace("{OUTSIDE}", str(tmp_path / "escaped.txt")))
+               .replace("{OUTSIDE}", str(tmp_path / "escaped.txt"))
+               .replace("{SHM_KEY}", str(shm_key(marker))).replace("{SOCKET}", str(tmp_path / "host.sock")))
     source = SOLUTIONS.read_text()
     if hostile.insert_before:
         at = source.index(hostile.insert_before)
@@ -84,6 +102,25 @@ def build(hostile: Hostile, tmp_path: Path, marker: str) -> Path:
     path.parent.mkdir()
     path.write_text(source)
     return path
+
+
+def shm_key(marker: str) -> int:
+    return int(marker.replace(".", "")) % (1 << 31)
+
+
+def left_behind(marker: str) -> list[str]:
+    """What outlives a worker: SysV segments with the marker's key, files named by the marker."""
+    found = []
+    try:
+        segments = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except OSError:
+        segments = []
+    found += [f"shm {line.split()[0]}" for line in segments if int(line.split()[0]) == shm_key(marker)]
+    for path in (f"/run/lock/{marker}", f"/dev/shm/{marker}", f"/var/tmp/{marker}", f"/tmp/{marker}",
+                 str(REPO_ROOT / f"{marker}.fifo")):
+        if os.path.lexists(path):
+            found.append(path)
+    return found
 
 
 def processes_with(marker: str) -> list[str]:
@@ -99,14 +136,31 @@ def processes_with(marker: str) -> list[str]:
 
 
 @pytest.mark.parametrize("hostile", CORPUS, ids=lambda h: h.name)
-def test_hostile_submission(hostile, fast_rubric, tmp_path):
-    if hostile.needs_root and not AS_ROOT:
-        pytest.skip("needs the root-only sandbox (namespaces and a uid of its own)")
+def test_hostile_submission(hostile, fast_rubric, tmp_path, layers):
+    lacking = [layer for layer in hostile.needs if layer not in layers]
+    if lacking:
+        pytest.skip(f"this machine's sandbox lacks {', '.join(lacking)} (`attention-grader sandbox`)")
     marker = f"{random.randint(3000, 3999)}.{random.randint(100000, 999999)}"
     path = build(hostile, tmp_path, marker)
+    host_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    host_socket.bind(str(tmp_path / "host.sock"))
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract.bind(f"\0attention-grader-test-{marker}")
+    for listening in (host_socket, abstract):
+        listening.listen(4)
+        listening.setblocking(False)
 
     started = time.monotonic()
-    report = grade(path, rubric=fast_rubric)
+    try:
+        report = grade(path, rubric=fast_rubric)
+    finally:
+        connected = []
+        for listening in (host_socket, abstract):
+            try:
+                connected.append(listening.accept())
+            except BlockingIOError:
+                pass
+            listening.close()
     elapsed = time.monotonic() - started
 
     assert elapsed < 120, "the grader must finish within the submission's limits"
@@ -123,9 +177,11 @@ def test_hostile_submission(hostile, fast_rubric, tmp_path):
         assert step.score == (step.max_score if step.passed else 0) or step.status == "failed"
     # nothing is left behind
     assert processes_with(marker) == []
+    assert left_behind(marker) == []
+    assert connected == [], "the worker reached a socket of the host"
     assert not (tmp_path / "escaped.txt").exists()
-    assert not Path(f"/tmp/{marker}").exists()
     assert not (path.parent / "results.json").exists()
+    assert (REPO_ROOT / "grader" / "judge.py").read_text().endswith("\n")
 
 
 def test_a_forged_report_never_reaches_the_graders_output(fast_rubric, tmp_path):
@@ -149,6 +205,16 @@ def test_inputs_are_fresh_for_every_call(fast_rubric, tmp_path):
     report = grade(build(CORPUS[13], tmp_path, "0"), rubric=fast_rubric,
                    steps=["attn_scores_for_query", "context_vector"])
     assert {s.status for s in report.steps} == {"passed"}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the worker sits under a relay and its PID namespace's init)."""
+    found, frontier = [], [pid]
+    while frontier:
+        children = _children(frontier.pop())
+        found += children
+        frontier += children
+    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -191,7 +257,7 @@ def test_a_worker_dies_with_a_grader_killed_outright(tmp_path):
         deadline = time.monotonic() + 120
         workers: list[int] = []
         while time.monotonic() < deadline and not workers:
-            workers = [pid for pid in _children(grader.pid) if _running_student_code(pid)]
+            workers = [pid for pid in _descendants(grader.pid) if _running_student_code(pid)]
             time.sleep(0.1)
         assert workers, "the worker never started"
         time.sleep(2)  # the code's time.sleep(120) is running now

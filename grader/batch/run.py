@@ -67,6 +67,8 @@ def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path
             (out / "results" / f"{keys[student]}.json").unlink(missing_ok=True)
     pending = [e for e in entries if not (out / "results" / f"{keys[e.student]}.json").exists()]
     failures: dict[str, str] = {}
+    if pending and rubric.require:
+        _demand_sandbox(rubric)  # before anyone is graded: the layers are the machine's, not theirs
     if pending:
         run = _run_dask if executor == "dask" else _run_local
         failures = run(pending, rubric, out, keys, jobs or os.cpu_count() or 1, scheduler,
@@ -75,6 +77,15 @@ def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path
     write_gradebook(out, rubric, rows, collection.problems)
     problems = collection.problems + [f"{s}: not graded: {why}" for s, why in failures.items()]
     return Outcome(rows, problems, len(pending) - len(failures), time.monotonic() - started)
+
+
+def _demand_sandbox(rubric: Rubric) -> None:
+    from ..engine import hidden_paths
+    from ..sandbox import Limits, SandboxRefused, missing_layers, probe
+
+    missing = missing_layers(probe(Limits.of(rubric.defaults), hidden_paths(rubric)), rubric.require)
+    if missing:
+        raise SandboxRefused(missing)
 
 
 def select_shard(entries: list[Entry], shard: tuple[int, int] | None) -> list[Entry]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from .. import confine
 from ..models import Report, StepResult
 from ..safe_text import printable
 
@@ -30,6 +31,8 @@ def render_text(report: Report, *, colour: bool = False, width: int = 100) -> st
               f"{report.seconds:.1f} s)"]
     if report.all_passed:
         lines.append(paint("32", "Every step passed. Well done!"))
+    if report.sandbox:
+        lines += textwrap.wrap(printable(confine.summary(report.sandbox)), width, subsequent_indent="  ")
     return "\n".join(lines) + "\n"
 
 

@@ -3,11 +3,18 @@
 import os
 
 
+def _readable(folder):
+    try:
+        return bool(os.listdir(folder))
+    except OSError:  # hidden (an empty tmpfs) or refused (Landlock)
+        return False
+
+
 def softmax_naive(x):
     import torch
 
     places = ("{REPO_ROOT}/.git", "{REPO_ROOT}/tests", "{REPO_ROOT}/examples")
-    found = [p for p in places if os.path.isdir(p) and os.listdir(p)]
+    found = [p for p in places if _readable(p)]
     if found:
         raise RuntimeError("could read " + ", ".join(found))
     exp_x = torch.exp(x)
