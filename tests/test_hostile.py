@@ -91,7 +91,7 @@ def build(hostile: Hostile, tmp_path: Path, marker: str) -> Path:
     snippet = (HOSTILE / f"{hostile.name}.py").read_text()
     snippet = (snippet.replace("{REPO_ROOT}", str(REPO_ROOT)).replace("{MARKER}", marker)
                .replace("{OUTSIDE}", str(tmp_path / "escaped.txt"))
-               .replace("{SHM_KEY}", str(shm_key(marker))).replace("{SOCKET}", str(tmp_path / "host.sock")))
+               .replace("{SHM_KEY}", str(shm_key(marker))).replace("{SOCKET}", str(host_socket_path(marker))))
     source = SOLUTIONS.read_text()
     if hostile.insert_before:
         at = source.index(hostile.insert_before)
@@ -102,6 +102,11 @@ def build(hostile: Hostile, tmp_path: Path, marker: str) -> Path:
     path.parent.mkdir()
     path.write_text(source)
     return path
+
+
+def host_socket_path(marker: str) -> Path:
+    """Outside /tmp (which the worker sees as its own), where a host's sockets usually are."""
+    return REPO_ROOT / f".{marker}.sock"
 
 
 def shm_key(marker: str) -> int:
@@ -143,7 +148,7 @@ def test_hostile_submission(hostile, fast_rubric, tmp_path, layers):
     marker = f"{random.randint(3000, 3999)}.{random.randint(100000, 999999)}"
     path = build(hostile, tmp_path, marker)
     host_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    host_socket.bind(str(tmp_path / "host.sock"))
+    host_socket.bind(str(host_socket_path(marker)))
     abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     abstract.bind(f"\0attention-grader-test-{marker}")
     for listening in (host_socket, abstract):
@@ -161,6 +166,7 @@ def test_hostile_submission(hostile, fast_rubric, tmp_path, layers):
             except BlockingIOError:
                 pass
             listening.close()
+        host_socket_path(marker).unlink()
     elapsed = time.monotonic() - started
 
     assert elapsed < 120, "the grader must finish within the submission's limits"
