@@ -157,6 +157,7 @@ def confine(config: dict) -> dict:
                else landlock[1])
     if "pid" in applied["layers"]:
         _init(libc)  # only the worker returns; the namespace's init waits for it
+    applied["layers"].sort(key=LAYERS.index)
     return applied
 
 

@@ -274,3 +274,49 @@ def test_a_worker_dies_with_a_grader_killed_outright(tmp_path):
     while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in workers), "the worker outlived the grader"
+
+
+def _never_here() -> str:
+    """A layer this user can never have: `user` (a user namespace) as root, `uid` otherwise."""
+    return "user" if os.geteuid() == 0 else "uid"
+
+
+def test_a_rubric_that_requires_a_missing_layer_grades_nothing(fast_rubric, tmp_path):
+    data = yaml.safe_load(fast_rubric.read_text())
+    data["sandbox"] = {"require": ["limits", _never_here()]}
+    rubric = tmp_path / "config.yaml"
+    rubric.write_text(yaml.safe_dump(data, sort_keys=False))
+    submission = tmp_path / "honest.py"
+    submission.write_text(SOLUTIONS.read_text())
+
+    checked = subprocess.run([sys.executable, "-m", "grader", "check", str(submission), "--rubric",
+                              str(rubric)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert f"requires sandbox layers this machine does not give ({_never_here()}:" in checked.stderr
+    assert "Score" not in checked.stdout
+
+    graded = subprocess.run([sys.executable, "-m", "grader", "grade", str(submission), "--rubric",
+                             str(rubric), "--out", str(tmp_path / "out")], capture_output=True,
+                            text=True, cwd=REPO_ROOT, timeout=120)
+    assert graded.returncode == 2, graded.stdout + graded.stderr
+    assert "requires sandbox layers" in graded.stderr
+    assert not list((tmp_path / "out").glob("results/*.json"))  # nobody was graded
+
+    info = subprocess.run([sys.executable, "-m", "grader", "sandbox", "--rubric", str(rubric),
+                           "--format", "json"], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=120)
+    assert info.returncode == 2
+    described = json.loads(info.stdout)
+    assert list(described["missing_required"]) == [_never_here()]
+    assert "limits" in described["layers"]
+
+
+def test_every_report_names_the_sandbox_it_was_graded_in(fast_rubric, tmp_path, layers):
+    submission = tmp_path / "honest.py"
+    submission.write_text(SOLUTIONS.read_text())
+    report = grade(submission, rubric=fast_rubric, steps=["softmax_naive"])
+    assert set(report.sandbox["layers"]) == layers
+    assert report.sandbox["layers"][0] == "limits"
+    from grader.report import render_text
+
+    assert "Sandbox: limits" in render_text(report)

@@ -58,6 +58,11 @@ def test_the_bundled_rubric_is_valid_and_complete():
      "steps[0].checks[3].check", "does not apply to a function step"),
     (lambda d: d.update(rubric=2), "rubric", "expected format version 1"),
     (lambda d: d["steps"][4].update(id=d["steps"][3]["id"]), "steps[4].id", "duplicate step id"),
+    (lambda d: d.update(sandbox={"require": ["landlock", "chroot"]}), "sandbox.require[1]",
+     "unknown sandbox layer 'chroot'; the layers are: limits, user"),
+    (lambda d: d.update(sandbox={"require": "landlock"}), "sandbox.require",
+     "expected a list of strings, got a string"),
+    (lambda d: d.update(sandbox={"needs": []}), "sandbox.needs", "unknown key"),
 ])
 def test_a_bad_rubric_names_the_key_path_and_what_was_expected(tmp_path, edit, key_path, expected):
     message = error_for(tmp_path, edit)
