@@ -33,7 +33,7 @@ HIDDEN_NOTE = ("This bundle grades the visible cases only; the hidden cases (oth
                "sizes and sequence lengths) are graded by the course.")
 _FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised",
            "raised_message", "weights",
-           "replays", "look_ahead", "batch_items", "repeats", "projection", "gradients")
+           "replays", "look_ahead", "batch_items", "repeats", "projection", "gradients", "transposed")
 
 
 # ------------------------------------------------------------------------------ building a bundle

@@ -56,7 +56,11 @@ class Expected:
     batch_items: list[tuple[int, int, int]] = field(default_factory=list)
     repeats: list[tuple[int, int]] = field(default_factory=list)  # (input, the same input again)
     projection: torch.Tensor | None = None  # for the gradient probe
-    gradients: dict[str, bool] = field(default_factory=dict)  # reference: which params get one
+    gradients: dict[str, torch.Tensor | None] = field(default_factory=dict)  # the reference's
+    # buffer -> the output on the first input with that buffer's last two dimensions transposed
+    # (a causal mask then lets each token see itself and the future): the buffer is confirmed to
+    # be what forward uses, whatever its encoding (bool, 0/1, tril or triu)
+    transposed: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,8 +230,10 @@ class Preparer:
             expected.projection = torch.randn(outputs[0].shape, generator=generator)
             module.zero_grad(set_to_none=True)
             (module(expected.inputs[0]) * expected.projection).sum().backward()
-            expected.gradients = {n: bool(p.grad is not None and not p.grad.abs().sum() <= 0)
+            expected.gradients = {n: None if p.grad is None else p.grad.detach().clone()
                                   for n, p in module.named_parameters()}
+        if case.weights and outputs and not case.replay:
+            expected.transposed = transposed_outputs(module, expected.inputs[0], list(expected.buffers))
 
     def add_probes(self, case: Case, expected: Expected, generator: torch.Generator) -> None:
         """Extra inputs derived from the first one, whose outputs the behaviour checks compare."""
@@ -270,9 +276,30 @@ class Preparer:
                 request["train_calls"] = case.train_calls
                 if expected.projection is not None:
                     request["gradients"] = expected.projection.clone()
+                if expected.transposed:
+                    request["transpose_buffers"] = sorted(expected.transposed)
                 if case.replay:
                     request["replay"] = {"path": case.replay, "outputs": expected.replays}
         return request
+
+
+def transposed_outputs(module: nn.Module, x: torch.Tensor, names: list[str]) -> dict:
+    """For each square buffer that forward uses, the output with it transposed (see Expected)."""
+    found = {}
+    buffers = dict(module.named_buffers())
+    for name in names:
+        buffer = buffers.get(name)
+        if buffer is None or buffer.dim() < 2 or buffer.shape[-1] != buffer.shape[-2]:
+            continue
+        saved = buffer.clone()
+        with torch.no_grad():
+            before = module(x)
+            buffer.copy_(saved.transpose(-1, -2))
+            after = module(x)
+            buffer.copy_(saved)
+        if isinstance(after, torch.Tensor) and not torch.allclose(before, after, equal_nan=True):
+            found[name] = after
+    return found
 
 
 def shell_layout(module: nn.Module) -> dict:

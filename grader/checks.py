@@ -51,6 +51,10 @@ class CheckFailed(Exception):
     """Raised inside a check function with the message the student reads."""
 
 
+class CheckNotJudged(Exception):
+    """Raised inside a check function that found no evidence it could confirm: 0 points, why."""
+
+
 # ------------------------------------------------------------------------------ entry point
 
 
@@ -74,6 +78,9 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
                                                message)
         except CheckFailed as failure:
             results[check.check] = CheckResult(check.check, False, 0.0, check.points, str(failure))
+        except CheckNotJudged as why_not:
+            results[check.check] = CheckResult(check.check, False, 0.0, check.points,
+                                               NOT_JUDGED + str(why_not), judged=False)
         except Exception as exc:  # a bug in a check is the grader's failure, never a student's zero
             raise InternalError(f"the {check.check!r} check of step {step.id!r} failed: "
                                 f"{type(exc).__name__}: {exc}") from exc
@@ -441,6 +448,9 @@ def _attribute_text(value: Any) -> str:
 
 
 def check_buffers(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    """The reference's buffers are registered, and forward uses them: with a square buffer (a
+    causal mask) transposed, the output must change as the reference's does."""
+    confirmed: set[str] = set()
     for outcome in outcomes:
         got = dict(outcome.module.buffers)
         for name, shape in outcome.expected.buffers.items():
@@ -451,7 +461,37 @@ def check_buffers(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             if got[name] != shape:
                 raise CheckFailed(f"buffer `{name}` has shape {shape_text(got[name])}; expected "
                                   f"{shape_text(shape)}")
-    return "buffers are registered"
+        for name, want in outcome.expected.transposed.items():
+            obtained = outcome.module.transposed.get(name)
+            if not _forward_matches(step, outcome):
+                continue  # forward is not yet the reference's here: its use cannot be predicted
+            if not isinstance(obtained, torch.Tensor) or obtained.shape != want.shape or \
+                    compare(want, obtained, step.atol, step.rtol):
+                raise CheckFailed(f"{outcome.title}: your forward pass does not use the registered "
+                                  f"buffer `{name}`: with its last two dimensions transposed (a "
+                                  "causal mask then lets each token see itself and the later ones) "
+                                  "the output should change as the reference's does, and it did "
+                                  "not. Use self." + name + " in forward rather than a new mask.")
+            confirmed.add(name)
+    squares = {name for outcome in outcomes for name in outcome.expected.transposed}
+    if squares - confirmed:
+        raise CheckNotJudged(
+            f"{', '.join(f'`{n}`' for n in sorted(squares - confirmed))} is registered, but "
+            "whether forward uses it can only be confirmed on a case where forward gives the "
+            "reference's output on the grader's weights, and none did (see `values`)")
+    return "buffers are registered" + (", and forward uses them" if confirmed else "")
+
+
+def _forward_matches(step: Step, outcome: Outcome) -> bool:
+    """Forward ran on the grader's weights and gave the reference's outputs on this case."""
+    module = outcome.module
+    if module.outputs is None or module.harness_error:
+        return False
+    for _, expected, obtained in expected_and_obtained(step, outcome):
+        if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape or \
+                compare(expected, obtained, step.atol, step.rtol):
+            return False
+    return True
 
 
 def check_no_look_ahead(step: Step, check: Check, outcomes: list[Outcome]) -> str:
@@ -524,14 +564,34 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def check_gradients_flow(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    """Every weight's gradient, compared with the reference's on the same weights, input and
+    projection of the output: a gradient the grader can predict, not a yes the worker says."""
+    confirmed = False
     for outcome in outcomes:
+        if not _forward_matches(step, outcome):
+            continue  # a different forward pass has different gradients: nothing to predict
+        confirmed = True
         got = outcome.module.gradients
-        missing = [name for name, flows in outcome.expected.gradients.items()
-                   if flows and not got.get(name)]
-        if missing:
-            raise CheckFailed(f"{outcome.title}: no gradient reaches {', '.join(missing)}: is "
-                              "something detached, computed under torch.no_grad(), or unused?")
-    return "gradients reach every weight"
+        for name, want in outcome.expected.gradients.items():
+            if want is None or not want.abs().sum() > 0:
+                continue  # the reference's own weight gets none here: nothing to ask of theirs
+            grad = got.get(name)
+            if not isinstance(grad, torch.Tensor) or not grad.abs().sum() > 0:
+                raise CheckFailed(f"{outcome.title}: no gradient reaches {name}: is something "
+                                  "detached, computed under torch.no_grad(), or unused?")
+            if grad.shape != want.shape:
+                raise CheckFailed(f"{outcome.title}: the gradient of {name} has shape "
+                                  f"{shape_text(grad.shape)}; expected {shape_text(want.shape)}")
+            difference = compare(want, grad, step.atol * 10, step.rtol * 10)
+            if difference:
+                raise CheckFailed(f"{outcome.title}: the gradient of {name} is not the "
+                                  f"reference's: it {difference.text(outcome.case.visible)}; is part "
+                                  "of the computation detached or done outside autograd?")
+    if not confirmed:
+        raise CheckNotJudged("the gradients can only be compared with the reference's where "
+                             "forward gives the reference's output, and on this check's case it "
+                             "does not yet (see `values`)")
+    return "gradients reach every weight, as the reference's do"
 
 
 def check_param_count(step: Step, check: Check, outcomes: list[Outcome]) -> str:

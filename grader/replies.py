@@ -76,7 +76,8 @@ class ModuleReport:
     forward_error: RaisedError | None = None  # forward (or backward) raised
     outputs: tuple[Any, ...] | None = None  # one per input; None when forward was not run
     train_outputs: tuple[Any, ...] = ()
-    gradients: dict[str, bool] | None = None  # parameter -> whether it received a gradient
+    gradients: dict[str, Any] | None = None  # parameter -> its gradient (None: it got none)
+    transposed: dict[str, Any] = field(default_factory=dict)  # buffer -> output with it transposed
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: shape for name, shape, _ in self.parameters}
@@ -236,10 +237,17 @@ def _module(raw: dict, sent: dict, what: str) -> ModuleReport:
         raise MalformedReply(f"{what}: more training-mode outputs than calls asked for")
     gradients = raw.get("gradients")
     if gradients is not None:
-        if not isinstance(gradients, dict) or not all(type(v) is bool for v in gradients.values()):
-            raise MalformedReply(f"{what}: gradients is not a mapping of names to true/false")
-        if len(gradients) > MAX_NAMES:
-            raise MalformedReply(f"{what}: too many gradients")
+        if not isinstance(gradients, dict) or len(gradients) > MAX_NAMES:
+            raise MalformedReply(f"{what}: gradients is not a mapping of parameter names")
+        named = {name for name, _, _ in parameters}
+        if set(gradients) - named:
+            raise MalformedReply(f"{what}: gradients of parameters the module does not have")
+        gradients = {name: None if value is None else _tensor(value, f"{what}: gradient")
+                     for name, value in gradients.items()}
+    transposed = raw.get("transposed", {})
+    if not isinstance(transposed, dict) or set(transposed) - set(sent.get("transpose_buffers", [])):
+        raise MalformedReply(f"{what}: outputs for buffers the grader did not transpose")
+    transposed = {name: _plain(value, f"{what}: transposed output") for name, value in transposed.items()}
     return ModuleReport(
         class_name=_string(raw.get("class", ""), f"{what}: class")[:200],
         parameters=tuple(parameters),
@@ -252,6 +260,7 @@ def _module(raw: dict, sent: dict, what: str) -> ModuleReport:
         outputs=outputs,
         train_outputs=train,
         gradients=gradients,
+        transposed=transposed,
     )
 
 
@@ -297,6 +306,14 @@ def _named_shape(item: Any, what: str) -> tuple[str, tuple[int, ...]]:
     if not (isinstance(item, list) and len(item) == 2):
         raise MalformedReply(f"{what}: an entry is not [name, shape]")
     return _string(item[0], f"{what}: a name"), _shape(item[1], what)
+
+
+def _tensor(raw: Any, what: str):
+    import torch
+
+    if not isinstance(raw, torch.Tensor):
+        raise MalformedReply(f"{what} is not a tensor")
+    return raw
 
 
 def _tensor_map(raw: Any, what: str) -> dict[str, Any]:

@@ -208,6 +208,9 @@ class Worker:
                 module.train(case.get("mode") == "train")
             if case.get("gradients") is not None:
                 reply["gradients"] = self.gradients(module, case["inputs"][0], case["gradients"])
+            if case.get("transpose_buffers"):
+                reply["transposed"] = self.transposed(module, case["inputs"][0],
+                                                      case["transpose_buffers"])
         except Exception as exc:  # noqa: BLE001 - forward raised: the structure is still judged
             reply["forward_error"] = self.describe(exc)  # what ran before it is kept
         return reply
@@ -222,13 +225,34 @@ class Worker:
         return found
 
     def gradients(self, module, x, projection) -> dict:
-        """Which parameters receive a non-zero gradient from a random projection of the output."""
+        """Each parameter's gradient from a random projection of the output (None: it got none);
+        the grader compares them with the reference's."""
         module.zero_grad(set_to_none=True)
         output = module(x)
         loss = (output * projection).sum() if projection.shape == output.shape else output.sum()
         loss.backward()
-        return {name: bool(p.grad is not None and not p.grad.abs().sum().item() <= 0)  # NaN: has one
+        return {name: None if p.grad is None else self.plain(p.grad)
                 for name, p in module.named_parameters()}
+
+    def transposed(self, module, x, names: list) -> dict:
+        """The output with each named buffer's last two dimensions transposed, then put back."""
+        torch = self.torch
+        buffers = dict(module.named_buffers())
+        found = {}
+        for name in names:
+            buffer = buffers.get(name)
+            if not isinstance(buffer, torch.Tensor) or buffer.dim() < 2 or \
+                    buffer.shape[-1] != buffer.shape[-2]:
+                continue
+            saved = buffer.clone()
+            try:
+                with torch.no_grad():
+                    buffer.copy_(saved.transpose(-1, -2))
+                    found[name] = self.plain(module(x))
+            finally:
+                with torch.no_grad():
+                    buffer.copy_(saved)
+        return found
 
     def load_weights(self, module, weights: dict) -> str | None:
         """Copy the grader's weights into the parameters the contract names; say what is off."""

@@ -28,24 +28,31 @@ WRONG_MODULES = [
     ("peeks_ahead_for_some_inputs",
      "        attn_scores.masked_fill_(",
      "        if b != 2:\n            attn_scores.masked_fill_(",
-     {"no_look_ahead", "values", "batch_consistency"},
+     # on the behaviour case the output differs, so its gradients cannot be compared
+     {"no_look_ahead", "values", "batch_consistency", "gradients_flow"},
      "changing the tokens after position"),
-    ("mask_as_plain_attribute",
-     'self.register_buffer(\n            "mask", torch.triu(torch.ones(context_length, context_length), '
-     'diagonal=1)\n        )',
-     "self.mask = torch.triu(torch.ones(context_length, context_length), diagonal=1)",
-     {"buffers"}, "not a registered buffer"),
+    # the buffer is registered (state_dict has it) but forward builds a mask of its own
+    ("mask_registered_but_unused",
+     "self.mask.bool()[:num_tokens, :num_tokens]",
+     "torch.triu(torch.ones(num_tokens, num_tokens), diagonal=1).bool()",
+     {"buffers"}, "does not use the registered buffer `mask`"),
     ("dropout_that_never_drops",
      "attn_weights = self.dropout(attn_weights)", "attn_weights = attn_weights",
      {"dropout_train_eval"}, "training mode gave the same output"),
     ("values_detached_from_the_graph",
      "values = self.W_value(x)", "values = self.W_value(x).detach()",
      {"gradients_flow"}, "no gradient reaches W_value.weight"),
+    # every weight gets a gradient, but not the right one: a softmax by hand whose normaliser is
+    # detached computes the same forward pass
+    ("softmax_with_a_detached_normaliser",
+     "attn_weights = torch.softmax(",
+     "attn_weights = (lambda s, dim: torch.exp(s) / torch.exp(s).sum(dim, keepdim=True).detach())(",
+     {"gradients_flow"}, "the gradient of W_query.weight is not the reference's"),
     ("batch_items_that_mix",
      "attn_scores = queries @ keys.transpose(1, 2)",
      "attn_scores = queries @ keys.transpose(1, 2)\n"
      "        attn_scores = attn_scores - attn_scores.mean(dim=0)",
-     {"batch_consistency", "values"}, "batch item"),
+     {"batch_consistency", "values", "gradients_flow", "buffers"}, "batch item"),
 ]
 
 
@@ -57,3 +64,19 @@ def test_a_wrong_module_fails_exactly_its_behaviour_check(tmp_path, rubric, caus
     assert phrase in step.feedback
     assert step.status == "failed"
     assert step.score == step.max_score - sum(c.max_score for c in step.checks if c.name in failing)
+
+
+def test_a_mask_in_another_encoding_is_confirmed_as_used(tmp_path, rubric, causal_source):
+    """A buffer of the allowed positions (tril of ones, masked where 0) is as right as the book's."""
+    source, block = causal_source
+    changed = block.replace("torch.triu(torch.ones(context_length, context_length), diagonal=1)",
+                            "torch.tril(torch.ones(context_length, context_length))")
+    changed = changed.replace("self.mask.bool()[:num_tokens, :num_tokens]",
+                              "self.mask[:num_tokens, :num_tokens] == 0")
+    assert changed.count("tril") == 1 and "== 0" in changed
+    path = tmp_path / "module.py"
+    path.write_text(source.replace(block, changed))
+    step = grade(path, rubric=rubric, steps=[CAUSAL]).steps[0]
+    assert step.status == "passed", step.feedback
+    buffers = next(check for check in step.checks if check.name == "buffers")
+    assert buffers.message == "buffers are registered, and forward uses them"

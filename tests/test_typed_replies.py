@@ -62,3 +62,48 @@ def test_code_that_answers_for_the_worker_with_no_results_scores_nothing(tmp_pat
     for step in report.steps:
         assert step.status == "error"
         assert "reply it cannot read" in step.feedback and "case results" in step.feedback
+
+
+CAUSAL_MASK = ('self.register_buffer(\n            "mask", torch.triu(torch.ones(context_length, '
+               'context_length), diagonal=1)\n        )')
+
+
+def _causal_checks(tmp_path, name: str, old: str, new: str, forgery: str) -> dict:
+    source = SOLUTIONS.read_text()
+    start = source.index("class CausalAttention(")
+    block = source[start:source.index("# %%", start)]
+    assert old in block
+    path = tmp_path / f"{name}.py"
+    path.write_text(source.replace(block, block.replace(old, new, 1)) + "\nimport __main__\n" + forgery)
+    step = grade(path, steps=["CausalAttention"]).steps[0]
+    return {check.name: check for check in step.checks}
+
+
+def test_gradients_the_worker_makes_up_earn_nothing(tmp_path):
+    """Values detached from the graph, and the worker's gradient report replaced by ones: the grader
+    compares gradient values with the reference's, so the made-up ones fail."""
+    checks = _causal_checks(
+        tmp_path, "forges_gradients", "values = self.W_value(x)", "values = self.W_value(x).detach()",
+        "import torch\n"
+        "__main__.Worker.gradients = lambda self, module, x, projection: {\n"
+        "    name: torch.ones_like(p) for name, p in module.named_parameters()}\n")
+    assert not checks["gradients_flow"].passed
+    assert "is not the reference's" in checks["gradients_flow"].message
+    assert checks["values"].passed  # the forward pass itself is right
+
+
+def test_a_buffer_the_worker_claims_earns_nothing(tmp_path):
+    """The mask kept as a plain attribute, and the module report rewritten to list it as a buffer:
+    the grader transposes the buffer and predicts the output, so the claim fails."""
+    checks = _causal_checks(
+        tmp_path, "forges_a_buffer", CAUSAL_MASK,
+        "self.mask = torch.triu(torch.ones(context_length, context_length), diagonal=1)",
+        "_build = __main__.Worker.build_module\n"
+        "def build_module(self, target, case):\n"
+        "    reply = _build(self, target, case)\n"
+        "    if 'buffers' in reply:\n"
+        "        reply['buffers'] = [['mask', list(case['args'][2:3] * 2)]]\n"
+        "    return reply\n"
+        "__main__.Worker.build_module = build_module\n")
+    assert not checks["buffers"].passed
+    assert "does not use the registered buffer `mask`" in checks["buffers"].message
