@@ -19,6 +19,8 @@ from conftest import EXERCISES, REPO_ROOT, RUBRIC, SOLUTIONS
 from grader.batch import collect, grade_class, merge
 from grader.rubric import load_rubric
 
+collect_module = sys.modules["grader.batch.collect"]  # the module (its limits), not the function
+
 EXAMPLE = REPO_ROOT / "examples" / "student_notebook.ipynb"
 
 
@@ -99,6 +101,36 @@ def test_a_zip_export_is_never_extracted_blindly(tmp_path):
     assert "a symbolic link" in problems
     assert sorted(p.name for p in staging.iterdir()) == ["00000_adams_101_5001_attention.py"]
     assert not (tmp_path / "escape_102_5002_attention.py").exists()
+
+
+def test_a_zip_extracts_only_what_is_graded_within_a_total_cap(tmp_path, monkeypatch):
+    """Only each student's newest entry is extracted (a zip bomb of old versions costs nothing),
+    and past the class's total the rest are refused, each with the reason, never dropped."""
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for version in range(5001, 5041):  # forty resubmissions, 1 MB each once extracted
+            zf.writestr(f"adams_101_{version}_attention.py", "x = 1\n" + "#" * 1_000_000)
+        zf.writestr("brown_102_6001_attention.py", SOLUTIONS.read_text())
+        zf.writestr("clark_103_7001_attention.py", "y = 2\n" + "#" * 1_500_000)
+    assert archive.stat().st_size < 200_000
+    monkeypatch.setattr(collect_module, "MAX_EXTRACTED_BYTES", 2_000_000)
+    staging = tmp_path / "staging"
+    found = collect([archive], staging)
+    assert [e.student for e in found.entries] == ["adams", "brown", "clark"]
+    extracted = sorted(p.name for p in staging.iterdir())
+    assert extracted == ["00039_adams_101_5040_attention.py", "00040_brown_102_6001_attention.py"]
+    clark = found.entries[2]
+    assert clark.path is None
+    assert "would extract to more than" in clark.notes[-1]
+    assert any(p.startswith("export.zip:clark_103_7001_attention.py") for p in found.problems)
+
+    # graded, the refused one is a row with its reason, not a gap
+    outcome = grade_class([archive], out=tmp_path / "out", rubric=load_rubric(RUBRIC), jobs=1)
+    rows = {row.student: row for row in outcome.rows}
+    assert set(rows) == {"adams", "brown", "clark"}
+    assert rows["brown"].report.score == rows["brown"].report.max_score
+    assert rows["clark"].status == "graded" and rows["clark"].report.score == 0
+    assert any("would extract to more than" in note for note in rows["clark"].report.notes)
 
 
 def test_id_pattern_for_other_platforms(tmp_path):

@@ -3,7 +3,8 @@
 Student ids come from the names, with Canvas's and Moodle's export naming understood out of the
 box and `--id-pattern` for anything else. When a student submitted several times, the newest
 counts, and the others are named in a note. A zip entry is never extracted blindly: a path that
-escapes, a link, a duplicate, an unreadable or oversized entry is reported and skipped.
+escapes, a link, a duplicate, an unreadable or oversized entry is reported and skipped, and only
+the entries to be graded (each student's newest) are extracted, within `MAX_EXTRACTED_BYTES` in all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from ..submission import MAX_BYTES
 
 SUFFIXES = (".ipynb", ".py")
+MAX_EXTRACTED_BYTES = 2_000_000_000  # what a class's archives may extract to, in all
 # Canvas: smithjohn_12345_678901_attention.ipynb, smithjohn_LATE_12345_678901_attention-1.ipynb
 CANVAS = re.compile(r"^(?P<id>[a-z0-9]+)_(?:late_)?(?P<user>\d+)_(?P<version>\d+)_", re.IGNORECASE)
 # Moodle: a folder "John Smith_1234567_assignsubmission_file_" per student
@@ -29,6 +31,7 @@ class Candidate:
     path: Path  # the file to grade (for zip entries: where it was extracted)
     source: str  # as the instructor knows it: a path, or "archive.zip:entry"
     version: tuple  # larger is newer
+    member: tuple[Path, zipfile.ZipInfo] | None = None  # a zip entry, extracted only if chosen
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None) ->
             candidates.append(_candidate(item, item.name, str(item), pattern, item.stat().st_mtime))
         else:
             result.problems.append(f"{item}: not a .py, .ipynb, folder or .zip; skipped")
-    result.entries = _newest(candidates)
+    result.entries = _extract(_newest(candidates), result)
     return result
 
 
@@ -140,18 +143,11 @@ def _from_zip(archive: Path, staging: Path, pattern, result: Collection) -> list
                 result.problems.append(f"{where}: {info.file_size / 1e6:.1f} MB, over the "
                                        f"{MAX_BYTES / 1e6:.0f} MB limit; not extracted")
                 continue
-            try:
-                data = zf.read(info)
-            except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as exc:
-                result.problems.append(f"{where}: cannot be read ({exc}); not extracted")
-                continue
-            staging.mkdir(parents=True, exist_ok=True)
             target = staging / f"{index:05d}_{_safe_name(parts[-1])}"
-            target.write_bytes(data)
             owner = parts[0] if len(parts) > 1 else parts[-1]  # a folder per student, or a file
             student, version = student_id(owner, pattern)
             mtime = float("".join(f"{n:02d}" for n in info.date_time))
-            found.append(Candidate(student, target, where, (*version, mtime)))
+            found.append(Candidate(student, target, where, (*version, mtime), (archive, info)))
     return found
 
 
@@ -173,7 +169,45 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "submission"
 
 
-def _newest(candidates: list[Candidate]) -> list[Entry]:
+def _extract(chosen: list[tuple[Entry, Candidate]], result: Collection) -> list[Entry]:
+    """Extract the chosen zip entries (only those), within MAX_EXTRACTED_BYTES in all; an entry
+    that cannot be extracted is graded as an unreadable submission, with the reason."""
+    entries, total, archives = [], 0, {}
+    try:
+        for entry, candidate in chosen:
+            if candidate.member is None:
+                entries.append(entry)
+                continue
+            archive, info = candidate.member
+            problem = None
+            if total + info.file_size > MAX_EXTRACTED_BYTES:
+                problem = (f"not extracted: the class's archives would extract to more than "
+                           f"{MAX_EXTRACTED_BYTES / 1e9:.0f} GB in all")
+            else:
+                try:
+                    if archive not in archives:
+                        archives[archive] = zipfile.ZipFile(archive)
+                    with archives[archive].open(info) as source:
+                        data = source.read(MAX_BYTES + 1)  # never more than one file may hold
+                    if len(data) > MAX_BYTES:
+                        problem = f"not extracted: it holds more than {MAX_BYTES / 1e6:.0f} MB"
+                except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as exc:
+                    problem = f"cannot be read ({exc}); not extracted"
+            if problem:
+                result.problems.append(f"{candidate.source}: {problem}")
+                entries.append(Entry(entry.student, None, entry.source, (*entry.notes, problem)))
+                continue
+            total += len(data)
+            candidate.path.parent.mkdir(parents=True, exist_ok=True)
+            candidate.path.write_bytes(data)
+            entries.append(entry)
+    finally:
+        for zf in archives.values():
+            zf.close()
+    return entries
+
+
+def _newest(candidates: list[Candidate]) -> list[tuple[Entry, Candidate]]:
     by_student: dict[str, list[Candidate]] = {}
     for candidate in candidates:
         by_student.setdefault(candidate.student, []).append(candidate)
@@ -185,5 +219,5 @@ def _newest(candidates: list[Candidate]) -> list[Entry]:
         if older:
             notes = (f"{len(ranked)} submissions; graded the newest, {newest.source}; not graded: "
                      + ", ".join(c.source for c in older),)
-        entries.append(Entry(student, newest.path, newest.source, notes))
+        entries.append((Entry(student, newest.path, newest.source, notes), newest))
     return entries

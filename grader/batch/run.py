@@ -133,6 +133,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def grade_entry(entry: Entry, rubric: Rubric, prepared, diagnoser, zygote) -> Report:
+    if entry.path is None:  # it could not be extracted: its notes say why
+        return unreadable_report(entry.source, rubric, entry.notes[-1], entry.notes[:-1])
     try:
         submission = read_submission(entry.path)
     except UnreadableSubmission as problem:
@@ -188,10 +190,11 @@ def _run_dask(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[str
 
     failures: dict[str, str] = {}
     rubric_path = str(Path(rubric.path).resolve())
-    for entry in [e for e in pending if e.path.is_symlink()]:  # never sent: graded here, unread
+    local = [e for e in pending if e.path is None or e.path.is_symlink()]
+    for entry in local:  # never sent: graded here, as unreadable
         _save(out, keys[entry.student], entry, grade_entry(entry, rubric, None, None, None))
         progress.advance(entry.student)
-    pending = [e for e in pending if not e.path.is_symlink()]
+    pending = [e for e in pending if e not in local]
     with Client(scheduler) as client:
         futures = {client.submit(grade_remote, entry.student, entry.source, entry.path.read_bytes(),
                                  entry.path.suffix, entry.notes, rubric_path, pure=False): entry
