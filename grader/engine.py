@@ -40,7 +40,7 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = 
         read = submission if isinstance(submission, Submission) else read_submission(submission)
     except UnreadableSubmission as problem:
         return _report(str(submission), rubric, [_unread(step) for step in chosen],
-                       (str(problem),), started)
+                       (str(problem),), started, unreadable=str(problem))
     session = Session(read, rubric)  # the worker starts now and imports torch ...
     try:
         # ... while this process does the same: the two imports overlap on two cores.
@@ -82,7 +82,7 @@ def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, 
 def unreadable_report(path: str, rubric: Rubric, problem: str, notes: tuple[str, ...] = ()) -> Report:
     """The complete report (every step present) of a submission that could not be read."""
     return _report(path, rubric, [_unread(step) for step in rubric.steps], (*notes, problem),
-                   time.monotonic())
+                   time.monotonic(), unreadable=problem)
 
 
 def hidden_paths(rubric: Rubric) -> tuple[str, ...]:
@@ -127,7 +127,7 @@ def replay_case(step: Step, seed: int) -> Step:
 
 
 def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started,
-            sandbox: dict | None = None) -> Report:
+            sandbox: dict | None = None, unreadable: str = "") -> Report:
     score, max_score = total(results)
     if rubric.expected is not None:
         from .bundle import HIDDEN_NOTE
@@ -136,7 +136,7 @@ def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started
     sandbox = {"layers": list(sandbox.get("layers", [])), "refused": dict(sandbox.get("refused", {}))
                } if sandbox else {}
     return Report(path, score, max_score, tuple(results), tuple(notes), rubric.path, __version__,
-                  round(time.monotonic() - started, 3), sandbox)
+                  round(time.monotonic() - started, 3), sandbox, unreadable)
 
 
 def _unread(step: Step) -> StepResult:

@@ -36,6 +36,7 @@ import traceback
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from .choose import choose
 from .engine import grade
 from .errors import GraderError, UsageError
 from .report.gradescope import results
@@ -44,8 +45,6 @@ from .rubric import load_rubric
 
 PACKAGE = Path(__file__).resolve().parent
 PROJECT = PACKAGE.parent
-PREFERRED = ("attention.ipynb", "attention.py")
-IGNORED_PARTS = (".ipynb_checkpoints", "__pycache__", "__MACOSX")
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -143,28 +142,15 @@ def build_archive_command(out: str, rubric_path: str) -> int:
 
 
 def find_submission(folder: str | Path) -> tuple[Path | None, str]:
-    """The file to grade in Gradescope's submission folder, or None and what to tell the student."""
+    """The file to grade in Gradescope's submission folder, or None and what to tell the student
+    (the rule of `grader.choose`, the same as `grade`'s)."""
     folder = Path(folder)
-    candidates = sorted(
-        (p for p in folder.rglob("*") if p.is_file() and p.suffix in (".ipynb", ".py")
-         and not any(part in IGNORED_PARTS or part.startswith(".")
-                     for part in p.relative_to(folder).parts)),
-        key=lambda p: (len(p.relative_to(folder).parts), str(p)))
-    for name in PREFERRED:
-        named = [p for p in candidates if p.name == name]
-        if named:
-            return named[0], ""
-    for suffix in (".ipynb", ".py"):
-        found = [p for p in candidates if p.suffix == suffix]
-        if len(found) == 1:
-            return found[0], ""
-        if found:
-            listed = ", ".join(p.relative_to(folder).as_posix() for p in found)
-            return None, (f"Your submission has several {suffix} files ({listed}) and none is "
-                          f"named attention{suffix}: rename the one to grade to attention{suffix} "
-                          "and submit again.")
-    return None, ("Your submission has no notebook (.ipynb) or .py file: submit attention.ipynb "
-                  "(or attention.py).")
+    files = [(p.relative_to(folder).as_posix(), (), p) for p in sorted(folder.rglob("*"))
+             if p.is_file() or p.is_symlink()]
+    choice = choose(files)
+    if choice.chosen is None:
+        return None, f"Your submission has {choice.problem}, and submit again."
+    return choice.chosen, ""
 
 
 def autograder_root() -> Path:

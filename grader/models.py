@@ -61,6 +61,7 @@ class Report:
     grader_version: str = ""
     seconds: float = 0.0
     sandbox: dict[str, Any] = field(default_factory=dict)  # layers applied, and refused with why
+    unreadable: str = ""  # why the submission could not be read at all ("" when it was read)
 
     @property
     def all_passed(self) -> bool:

@@ -58,23 +58,27 @@ def read_csv(path: Path) -> list[dict]:
 def test_a_class_is_graded_into_a_complete_gradebook(tmp_path, fast_rubric):
     outcome = grade_class([make_class(tmp_path / "class")], out=tmp_path / "out", rubric=fast_rubric,
                           jobs=2)
-    rows = {row["id"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
+    rows = {row["name"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
     assert sorted(rows) == ["Chen Li", "adams", "brown", "davis"]
+    # each keyed by the platform's own id: Canvas's user id, Moodle's participant id
+    assert {name: row["id"] for name, row in rows.items()} == {
+        "adams": "101", "brown": "102", "Chen Li": "103", "davis": "104"}
     assert rows["adams"]["total"] == rows["adams"]["max"] == "98"
     assert rows["brown"]["total"] == "90" and rows["brown"]["file"].endswith("5010_attention-1.ipynb")
     assert rows["Chen Li"]["total"] == "90"
     assert rows["davis"]["softmax_naive"] == "0" and rows["davis"]["total"] == "93"  # the hang cost 5
     assert {row["status"] for row in rows.values()} == {"graded"}
     assert outcome.graded == 4
-    brown = next(r for r in outcome.rows if r.student == "brown")
-    assert "2 submissions; graded the newest" in brown.report.notes[0]
+    brown = next(r for r in outcome.rows if r.name == "brown")
+    assert brown.report.notes[0].startswith("Also handed in, not graded: brown_102_5002_attention.ipynb")
     # per-student feedback and the class summary
     out = tmp_path / "out"
-    assert (out / "feedback" / "brown.md").read_text().count("softmax_wrong_dim") >= 1
-    assert (out / "feedback" / "Chen_Li.html").exists()
+    assert (out / "feedback" / "102.md").read_text().count("softmax_wrong_dim") >= 1
+    assert (out / "feedback" / "103.html").exists()
     summary = (out / "summary.md").read_text()
     assert "| students | 4 |" in summary and "![scores](plots/scores.png)" in summary
     assert "| `attention_weights` | `softmax_wrong_dim` | 2 |" in summary
+    assert "| 103 | Chen Li | 90 / 98 | graded | [report](feedback/103.html) |" in summary  # roster
     html = (out / "summary.html").read_text()
     assert html.count("data:image/png;base64,") == 2
     assert len((out / "results.jsonl").read_text().splitlines()) == 4
@@ -93,7 +97,7 @@ def test_a_zip_export_is_never_extracted_blindly(tmp_path):
         zf.writestr("notes.txt", "not a submission")
     staging = tmp_path / "staging"
     found = collect([archive], staging)
-    assert [e.student for e in found.entries] == ["adams"]
+    assert [(e.student, e.name) for e in found.entries] == [("101", "adams")]
     problems = "\n".join(found.problems)
     assert "escapes the archive's folder" in problems
     assert "an absolute path" in problems
@@ -116,7 +120,7 @@ def test_a_zip_extracts_only_what_is_graded_within_a_total_cap(tmp_path, monkeyp
     monkeypatch.setattr(collect_module, "MAX_EXTRACTED_BYTES", 2_000_000)
     staging = tmp_path / "staging"
     found = collect([archive], staging)
-    assert [e.student for e in found.entries] == ["adams", "brown", "clark"]
+    assert [e.name for e in found.entries] == ["adams", "brown", "clark"]
     extracted = sorted(p.name for p in staging.iterdir())
     assert extracted == ["00039_adams_101_5040_attention.py", "00040_brown_102_6001_attention.py"]
     clark = found.entries[2]
@@ -126,10 +130,12 @@ def test_a_zip_extracts_only_what_is_graded_within_a_total_cap(tmp_path, monkeyp
 
     # graded, the refused one is a row with its reason, not a gap
     outcome = grade_class([archive], out=tmp_path / "out", rubric=load_rubric(RUBRIC), jobs=1)
-    rows = {row.student: row for row in outcome.rows}
+    rows = {row.name: row for row in outcome.rows}
     assert set(rows) == {"adams", "brown", "clark"}
     assert rows["brown"].report.score == rows["brown"].report.max_score
-    assert rows["clark"].status == "graded" and rows["clark"].report.score == 0
+    assert rows["clark"].status.startswith("unreadable: not extracted: the class's archives would "
+                                           "extract to more than 2 MB in all")
+    assert rows["clark"].report.score == 0
     assert any("would extract to more than" in note for note in rows["clark"].report.notes)
 
 
@@ -171,7 +177,7 @@ def test_an_interrupted_batch_resumes_and_gives_the_same_gradebook(tmp_path, fas
     assert (resumed / "grades.csv").read_text() == (full / "grades.csv").read_text()
     # a third run grades nothing; --regrade grades one student again
     third = subprocess.run(grade_command(klass, "--out", resumed, "--rubric", fast_rubric, "--regrade",
-                                         "adams"), capture_output=True, text=True, timeout=300,
+                                         "101"), capture_output=True, text=True, timeout=300,
                            cwd=REPO_ROOT)
     assert "(1 in this run)" in third.stdout
     assert (resumed / "grades.csv").read_text() == (full / "grades.csv").read_text()
@@ -210,11 +216,13 @@ def test_a_symbolic_link_is_never_followed(tmp_path, fast_rubric):
                                                                target_is_directory=True)
     (folder / "hale_108_5008_attention.py").symlink_to(tmp_path / "gone.py")  # dangling
     grade_class([folder], out=tmp_path / "out", rubric=fast_rubric, jobs=2)
-    rows = {row["id"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
+    rows = {row["name"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
     assert sorted(rows) == ["Gray Kim", "evans", "fox", "hale"]
     for student in ("fox", "Gray Kim", "hale"):
         assert rows[student]["total"] == "0", rows[student]
-    feedback = (tmp_path / "out" / "feedback" / "fox.md").read_text()
+        assert rows[student]["status"].startswith("unreadable: "), rows[student]
+        assert "symbolic link" in rows[student]["status"], rows[student]
+    feedback = (tmp_path / "out" / "feedback" / "106.md").read_text()
     assert "is a symbolic link" in feedback
     assert "def attention_scores" not in feedback  # the linked file is never quoted back
 
@@ -226,7 +234,7 @@ def test_a_grader_failure_on_one_student_is_that_students_row(tmp_path, fast_rub
     real = run.grade_entry
 
     def failing_for_adams(entry, *args):
-        if entry.student == "adams":
+        if entry.name == "adams":
             raise ValueError("something no one foresaw")
         return real(entry, *args)
 
@@ -236,6 +244,145 @@ def test_a_grader_failure_on_one_student_is_that_students_row(tmp_path, fast_rub
     shutil.copy(SOLUTIONS, folder / "adams_101_5001_attention.py")
     shutil.copy(SOLUTIONS, folder / "baker_102_5002_attention.py")
     grade_class([folder], out=tmp_path / "out", rubric=fast_rubric, jobs=2)
-    rows = {row["id"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
+    rows = {row["name"]: row for row in read_csv(tmp_path / "out" / "grades.csv")}
     assert rows["baker"]["total"] == "98" and rows["baker"]["status"] == "graded"
     assert "something no one foresaw" in rows["adams"]["status"]
+
+
+def test_students_are_keyed_by_the_platforms_own_id(tmp_path):
+    """Two Canvas students with one name, a blind-marked Moodle class, _LATE_: one row each."""
+    canvas = tmp_path / "canvas"
+    canvas.mkdir()
+    for name in ("smithjohn_201_9001_attention.ipynb", "smithjohn_202_9002_attention.ipynb",
+                 "smithjohn_LATE_202_9010_attention-1.ipynb", "jonesann_203_9003_attention.py"):
+        shutil.copy(EXAMPLE if name.endswith("ipynb") else SOLUTIONS, canvas / name)
+    moodle = tmp_path / "moodle"
+    for participant in (1111111, 2222222, 3333333):
+        folder = moodle / f"Participant_{participant}_assignsubmission_file_"
+        folder.mkdir(parents=True)
+        shutil.copy(EXAMPLE, folder / "attention.ipynb")
+    found = collect([canvas, moodle], tmp_path / "staging")
+    by_id = {e.student: e for e in found.entries}
+    assert sorted(by_id) == ["1111111", "201", "202", "203", "2222222", "3333333"]
+    assert by_id["201"].name == by_id["202"].name == "smithjohn"
+    assert by_id["202"].source.endswith("smithjohn_LATE_202_9010_attention-1.ipynb")  # the newest
+    assert by_id["2222222"].name == "Participant 2222222"
+    # nobody's notes name another student's files
+    for entry in found.entries:
+        theirs = [p.name for p in canvas.iterdir() if f"_{entry.student}_" not in p.name]
+        assert not any(name in note for name in theirs for note in entry.notes), entry
+    assert "smithjohn_202_9002_attention.ipynb" in by_id["202"].notes[0]  # their own older file
+
+
+def test_one_rule_for_which_file_is_graded(tmp_path):
+    """The exercise's own file first, then the only notebook, then the only .py; never the newest
+    file inside one submission; what was not graded is named."""
+    klass = tmp_path / "class"
+    ann = klass / "ann"  # a folder per student: attention.ipynb, and helper.py saved after it
+    ann.mkdir(parents=True)
+    shutil.copy(EXAMPLE, ann / "attention.ipynb")
+    (ann / "helper.py").write_text("x = 1\n")
+    os.utime(ann / "helper.py", (time.time() + 60, time.time() + 60))
+    shutil.copy(SOLUTIONS, klass / "lee_301_7001_attention.py")  # a Canvas draft .py ...
+    shutil.copy(EXAMPLE, klass / "lee_301_7002_attention.ipynb")  # ... and the notebook beside it
+    ben = klass / "ben"  # no file named for the exercise: the only notebook
+    ben.mkdir()
+    shutil.copy(EXAMPLE, ben / "my_work.ipynb")
+    (ben / "scratch.py").write_text("")
+    cat = klass / "cat"  # two notebooks, neither named for the exercise: nothing is guessed
+    cat.mkdir()
+    shutil.copy(EXAMPLE, cat / "a.ipynb")
+    shutil.copy(EXAMPLE, cat / "b.ipynb")
+    found = collect([klass], tmp_path / "staging")
+    chosen = {e.name: e for e in found.entries}
+    assert chosen["ann"].path.name == "attention.ipynb"
+    assert "helper.py" in chosen["ann"].notes[0]
+    assert chosen["lee"].source.endswith("lee_301_7002_attention.ipynb")
+    assert "lee_301_7001_attention.py" in chosen["lee"].notes[0]
+    assert chosen["ben"].path.name == "my_work.ipynb"
+    assert chosen["cat"].path is None
+    assert "several .ipynb files (a.ipynb, b.ipynb)" in chosen["cat"].notes[-1]
+
+
+def test_files_that_only_share_a_name_are_never_merged(tmp_path):
+    klass = tmp_path / "class"
+    klass.mkdir()
+    shutil.copy(SOLUTIONS, klass / "alice.py")
+    shutil.copy(EXAMPLE, klass / "alice.ipynb")
+    found = collect([klass], tmp_path / "staging")
+    assert sorted(e.student for e in found.entries) == ["alice.ipynb", "alice.py"]
+    assert any("would all be student `alice`" in p for p in found.problems)
+
+
+def _grade(*args, timeout=300):
+    return subprocess.run(grade_command(*args), capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO_ROOT)
+
+
+def test_nothing_to_grade_and_bad_options_fail_loudly(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fake = tmp_path / "export.zip"
+    fake.write_bytes(b"not a zip at all")
+    for inputs, phrase in (([tmp_path / "missing"], "no such file or folder"),
+                           ([empty], "nothing to grade"), ([fake], "not a readable zip archive")):
+        ran = _grade(*inputs, "--out", tmp_path / "out")
+        assert ran.returncode == 2, ran.stdout + ran.stderr
+        assert "nothing to grade" in ran.stderr and phrase in ran.stderr
+        assert not (tmp_path / "out" / "grades.csv").exists()
+    solution = tmp_path / "adams_101_5001_attention.py"
+    shutil.copy(SOLUTIONS, solution)
+    for options, phrase in ((["--id-pattern", "hw3-(?P<id>"], "not a valid regular expression"),
+                            (["--id-pattern", "hw3"], "has no group"),
+                            (["--scheduler", "tcp://127.0.0.1:1"], "add --executor dask")):
+        ran = _grade(solution, "--out", tmp_path / "out", *options)
+        assert ran.returncode == 2 and phrase in ran.stderr, ran.stderr
+        assert "Traceback" not in ran.stderr
+
+
+def test_a_rubric_the_grader_cannot_work_under_scores_nobody(tmp_path, fast_rubric):
+    import yaml
+
+    data = yaml.safe_load(fast_rubric.read_text())
+    data["defaults"]["memory_mb"] = 300  # too little for torch
+    rubric = tmp_path / "config.yaml"
+    rubric.write_text(yaml.safe_dump(data, sort_keys=False))
+    klass = make_class(tmp_path / "class")
+    ran = _grade(klass, "--out", tmp_path / "out", "--rubric", rubric)
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "its own reference solutions scored 0/98" in ran.stderr and "memory_mb" in ran.stderr
+    assert not list((tmp_path / "out" / "results").glob("*.json"))  # nobody got a zero for it
+
+
+def test_merge_refuses_a_missing_or_repeated_shard(tmp_path, fast_rubric):
+    klass = tmp_path / "class"
+    klass.mkdir()
+    shutil.copy(SOLUTIONS, klass / "adams_101_5001_attention.py")
+    shutil.copy(SOLUTIONS, klass / "baker_102_5002_attention.py")
+    for k in (1, 2):
+        ran = _grade(klass, "--out", tmp_path / f"s{k}", "--rubric", fast_rubric, "--shard", f"{k}/2")
+        assert ran.returncode == 0, ran.stderr
+    merged = [sys.executable, "-m", "grader", "merge", "--rubric", str(fast_rubric), "--out",
+              str(tmp_path / "merged")]
+    for shards, phrase in (([tmp_path / "s1"], "shard(s) 2/2 missing"),
+                           ([tmp_path / "s1", tmp_path / "s1"], "more than once")):
+        ran = subprocess.run([*merged, *map(str, shards)], capture_output=True, text=True,
+                             timeout=120, cwd=REPO_ROOT)
+        assert ran.returncode == 2 and phrase in ran.stderr, ran.stderr
+    ran = subprocess.run([*merged, str(tmp_path / "s1"), str(tmp_path / "s2")], capture_output=True,
+                         text=True, timeout=120, cwd=REPO_ROOT)
+    assert ran.returncode == 0, ran.stderr
+    assert len(read_csv(tmp_path / "merged" / "grades.csv")) == 2
+    old = os.umask(0o022)
+    os.umask(old)
+    if old == 0o022:  # the gradebook is as readable as the user's other files
+        assert stat.S_IMODE((tmp_path / "merged" / "grades.csv").stat().st_mode) == 0o644
+
+
+def test_a_broken_notebook_is_unreadable_not_an_untouched_stub(tmp_path, fast_rubric):
+    klass = tmp_path / "class"
+    klass.mkdir()
+    (klass / "adams_101_5001_attention.ipynb").write_text('{"cells": [{"cell_type": "code", "sou')
+    outcome = grade_class([klass], out=tmp_path / "out", rubric=fast_rubric, jobs=1)
+    (row,) = outcome.rows
+    assert row.status.startswith("unreadable: ") and row.report.score == 0, row.status

@@ -34,10 +34,13 @@ def add_parsers(commands) -> None:
                        help="where to run: this machine (default) or a Dask cluster")
     grade.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler's address")
     merge = commands.add_parser("merge", help="combine the gradebooks of several shards",
-                                description="Combine `grade --shard` outputs into one gradebook.")
-    merge.add_argument("shards", nargs="+", metavar="SHARD_DIR")
-    merge.add_argument("--out", required=True)
-    merge.add_argument("--rubric", default=str(DEFAULT_RUBRIC))
+                                description="Combine `grade --shard K/N` outputs (every one of the N) "
+                                "into one gradebook.")
+    merge.add_argument("shards", nargs="+", metavar="SHARD_DIR",
+                       help="the --out folders of the shards, all N of them")
+    merge.add_argument("--out", required=True, help="the folder for the merged gradebook")
+    merge.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
+                       help="the rubric the shards were graded with")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -62,12 +65,19 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.executor == "dask" and not args.scheduler:
             raise UsageError("--executor dask needs --scheduler ADDRESS")
+        if args.scheduler and args.executor != "dask":
+            raise UsageError("--scheduler is for the Dask executor: add --executor dask")
         if args.jobs < 1:
             raise UsageError("--jobs must be at least 1")
         outcome = grade_class(args.submissions, out=args.out, rubric=args.rubric, jobs=args.jobs,
                               id_pattern=args.id_pattern, regrade=tuple(args.regrade),
                               shard=parse_shard(args.shard), executor=args.executor,
                               scheduler=args.scheduler)
+    except KeyboardInterrupt:
+        done = len(list(Path(args.out, "results").glob("*.json")))
+        print(f"\nattention-grader: interrupted; {done} results are kept in {args.out}/results. Run "
+              "the same command again to grade the rest.", file=sys.stderr)
+        return 130
     except (GraderError, FileNotFoundError) as exc:
         print(f"attention-grader: error: {exc}", file=sys.stderr)
         return 2

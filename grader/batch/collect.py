@@ -1,10 +1,24 @@
 """Find the students' submissions: files, folders (one per student) or a learning platform's zip.
 
-Student ids come from the names, with Canvas's and Moodle's export naming understood out of the
-box and `--id-pattern` for anything else. When a student submitted several times, the newest
-counts, and the others are named in a note. A zip entry is never extracted blindly: a path that
-escapes, a link, a duplicate, an unreadable or oversized entry is reported and skipped, and only
-the entries to be graded (each student's newest) are extracted, within `MAX_EXTRACTED_BYTES` in all.
+A student is keyed by the platform's own stable id, with the display name kept beside it:
+
+    Canvas   smithjohn_12345_678901_attention.ipynb (and smithjohn_LATE_12345_...): user id 12345,
+             name smithjohn; the third number (the upload's id) orders a student's files
+    Moodle   a folder "John Smith_1234567_assignsubmission_file_" per student (under blind marking
+             "Participant_1234567_..."): participant id 1234567, name John Smith
+    --id-pattern  a regular expression whose group `id` (or first group) is the id; a group `name`,
+             if any, is the name
+    anything else  the file's name without its suffix, or the folder's name
+
+Two submissions are one student's only when the platform says so (the same user or participant
+id). Files that only share a name (alice.py and alice.ipynb) are never merged: each is a row of its
+own, keyed by its full name, and the collision is reported.
+
+Which file of a submission is graded follows `grader.choose` (the exercise's own file name first);
+across a student's submissions the newest counts, and the others are named in the student's notes.
+A zip entry is never extracted blindly: a path that escapes, a link, a duplicate, an unreadable or
+oversized entry is reported and skipped, and only the entries to be graded are extracted, within
+`MAX_EXTRACTED_BYTES` in all.
 """
 
 from __future__ import annotations
@@ -15,113 +29,183 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..choose import Choice, choose, counts
+from ..errors import UsageError
 from ..submission import MAX_BYTES
 
 SUFFIXES = (".ipynb", ".py")
 MAX_EXTRACTED_BYTES = 2_000_000_000  # what a class's archives may extract to, in all
 # Canvas: smithjohn_12345_678901_attention.ipynb, smithjohn_LATE_12345_678901_attention-1.ipynb
-CANVAS = re.compile(r"^(?P<id>[a-z0-9]+)_(?:late_)?(?P<user>\d+)_(?P<version>\d+)_", re.IGNORECASE)
+CANVAS = re.compile(r"^(?P<name>[a-z0-9]+)_(?:late_)?(?P<user>\d+)_(?P<version>\d+)_(?P<rest>.+)$",
+                    re.IGNORECASE)
 # Moodle: a folder "John Smith_1234567_assignsubmission_file_" per student
-MOODLE = re.compile(r"^(?P<id>.+?)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_?")
+MOODLE = re.compile(r"^(?P<name>.+?)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_?")
 
 
 @dataclass(frozen=True)
-class Candidate:
-    student: str
-    path: Path  # the file to grade (for zip entries: where it was extracted)
+class Identity:
+    id: str  # the key: the platform's stable id
+    name: str  # the display name, beside it
+    platform: bool  # the id came from the platform's naming (or --id-pattern), not a bare name
+    version: tuple = ()  # larger is newer, where the name shows it
+    file: str = ""  # the file's own name within the platform's (Canvas: "attention.ipynb")
+
+
+@dataclass(frozen=True)
+class File:
+    """One file of a submission, not read yet."""
+
+    name: str  # within the submission, as the choice rule sees it
+    version: tuple
     source: str  # as the instructor knows it: a path, or "archive.zip:entry"
-    version: tuple  # larger is newer
+    path: Path  # where it is (for a zip entry: where it will be extracted)
     member: tuple[Path, zipfile.ZipInfo] | None = None  # a zip entry, extracted only if chosen
+    symlink: bool = False
+
+
+@dataclass
+class Handed:
+    """One submission: what one student handed in at one time, in one place."""
+
+    identity: Identity
+    label: str  # as the instructor knows it
+    files: list[File] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One student's submission to grade: the newest of what they handed in."""
+    """One student's submission to grade: the chosen file of their newest submission."""
 
-    student: str
-    path: Path | None
+    student: str  # the id
+    path: Path | None  # None: nothing can be graded; the last note says why
     source: str
     notes: tuple[str, ...] = ()
+    name: str = ""  # the display name
 
 
 @dataclass
 class Collection:
     entries: list[Entry] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # entries that were refused, and why
+    problems: list[str] = field(default_factory=list)  # what was refused or is doubtful, and why
 
 
 def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None) -> Collection:
-    """Every student's newest submission among `inputs`; archives are extracted into `staging`."""
-    pattern = re.compile(id_pattern) if id_pattern else None
-    candidates: list[Candidate] = []
+    """Every student's submission to grade among `inputs`; archives are extracted into `staging`."""
+    pattern = compile_pattern(id_pattern)
     result = Collection()
+    handed: list[Handed] = []
+    loose = Loose("the command line")
     for item in inputs:
-        if not item.exists():
+        if item.is_symlink() and not item.is_dir():
+            loose.add(_file_identity(item.name, pattern), File(item.name, (), str(item), item,
+                                                                 symlink=True))
+        elif not item.exists():
             result.problems.append(f"{item}: no such file or folder")
         elif item.is_dir():
-            candidates += _from_folder(item, pattern, result)
+            handed += _from_folder(item, pattern, result)
         elif item.suffix.lower() == ".zip":
-            candidates += _from_zip(item, staging, pattern, result)
+            handed += _from_zip(item, staging, pattern, result)
         elif item.suffix.lower() in SUFFIXES:
-            candidates.append(_candidate(item, item.name, str(item), pattern, item.stat().st_mtime))
+            loose.add(_file_identity(item.name, pattern),
+                      File(item.name, (item.stat().st_mtime,), str(item), item))
         else:
             result.problems.append(f"{item}: not a .py, .ipynb, folder or .zip; skipped")
-    result.entries = _extract(_newest(candidates), result)
+    handed += loose.submissions()
+    result.entries = _extract(_per_student(handed, result), result)
     return result
 
 
-def student_id(name: str, pattern: re.Pattern | None) -> tuple[str, tuple]:
-    """The student id in a file or folder name, and a version (larger is newer) where it shows."""
-    if pattern is not None:
-        match = pattern.search(name)
-        if match:
-            groups = match.groupdict()
-            return (groups.get("id") or match.group(1) if match.groups() else match.group(0)), ()
+def compile_pattern(id_pattern: str | None) -> re.Pattern | None:
+    if not id_pattern:
+        return None
+    try:
+        pattern = re.compile(id_pattern)
+    except re.error as exc:
+        raise UsageError(f"--id-pattern {id_pattern!r} is not a valid regular expression: {exc}") from None
+    if pattern.groups == 0:
+        raise UsageError(f"--id-pattern {id_pattern!r} has no group: put the student id in one, "
+                         r"e.g. 'hw3-(?P<id>s\d+)'")
+    return pattern
+
+
+def student_id(name: str, pattern: re.Pattern | None) -> Identity:
+    """Who a file or folder name belongs to, by the platform's naming (see the module's doc)."""
+    if pattern is not None and (match := pattern.search(name)):
+        groups = match.groupdict()
+        found = groups.get("id") or match.group(1)
+        if found:
+            return Identity(found, groups.get("name") or found, True)
     if match := CANVAS.match(name):
-        return match["id"], (int(match["version"]),)
+        return Identity(match["user"], match["name"], True, (int(match["version"]),), match["rest"])
     if match := MOODLE.match(name):
-        return match["id"].strip(), ()
+        display = match["name"].strip()
+        if display.lower() == "participant":  # blind marking: the id is all there is
+            display = f"Participant {match['user']}"
+        return Identity(match["user"], display, True)
     stem = name
     for suffix in SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
-    return stem, ()
+    return Identity(stem, stem, False)
 
 
-def _candidate(path: Path, name: str, source: str, pattern, mtime: float) -> Candidate:
-    student, version = student_id(name, pattern)
-    return Candidate(student, path, source, (*version, mtime))
+def _file_identity(name: str, pattern) -> Identity:
+    return student_id(name, pattern)
 
 
-def _from_folder(folder: Path, pattern, result: Collection) -> list[Candidate]:
-    found = []
+class Loose:
+    """Files handed in side by side (a folder's files, a flat zip, the command line): those of one
+    platform id are one submission; any other file is a submission of its own."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.by_id: dict[str, Handed] = {}
+        self.alone: list[Handed] = []
+
+    def add(self, identity: Identity, file: File) -> None:
+        if identity.file:  # Canvas: the file's own name is what the choice rule reads
+            file = File(identity.file, (*identity.version, *file.version), file.source, file.path,
+                        file.member, file.symlink)
+        if identity.platform:
+            handed = self.by_id.setdefault(identity.id, Handed(identity, file.source))
+            handed.files.append(file)
+        else:
+            self.alone.append(Handed(identity, file.source, [file]))
+
+    def submissions(self) -> list[Handed]:
+        return [*self.by_id.values(), *self.alone]
+
+
+def _from_folder(folder: Path, pattern, result: Collection) -> list[Handed]:
+    loose, handed = Loose(str(folder)), []
     for item in sorted(folder.iterdir()):
         if item.name.startswith("."):
             continue
         if item.is_symlink():  # never followed: graded as what it is, an unreadable submission
-            found.append(_candidate(item, item.name, str(item), pattern, item.lstat().st_mtime))
-            continue
-        if item.is_dir():  # one folder per student: its newest notebook or .py file
-            files = sorted((f for f in item.rglob("*") if f.suffix.lower() in SUFFIXES and f.is_file()),
-                           key=lambda f: (f.suffix.lower() != ".ipynb", -f.stat().st_mtime))
+            loose.add(student_id(item.name, pattern),
+                      File(item.name, (item.lstat().st_mtime,), str(item), item, symlink=True))
+        elif item.is_dir():  # one folder per student: one submission
+            files = [File(f.relative_to(item).as_posix(), (f.lstat().st_mtime,), str(f), f,
+                          symlink=f.is_symlink())
+                     for f in sorted(item.rglob("*")) if f.is_file() or f.is_symlink()]
+            files = [f for f in files if counts(f.name)]
             if not files:
                 result.problems.append(f"{item}: no .ipynb or .py file inside; skipped")
                 continue
-            student, version = student_id(item.name, pattern)
-            for file in files:
-                found.append(Candidate(student, file, str(file), (*version, file.stat().st_mtime)))
+            handed.append(Handed(student_id(item.name, pattern), str(item), files))
         elif item.suffix.lower() in SUFFIXES:
-            found.append(_candidate(item, item.name, str(item), pattern, item.stat().st_mtime))
-    return found
+            loose.add(student_id(item.name, pattern),
+                      File(item.name, (item.stat().st_mtime,), str(item), item))
+    return handed + loose.submissions()
 
 
-def _from_zip(archive: Path, staging: Path, pattern, result: Collection) -> list[Candidate]:
-    found, seen = [], set()
+def _from_zip(archive: Path, staging: Path, pattern, result: Collection) -> list[Handed]:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
         result.problems.append(f"{archive}: not a readable zip archive ({exc})")
-        return found
+        return []
+    loose, folders, seen = Loose(archive.name), {}, set()
     with zf:
         for index, info in enumerate(zf.infolist()):
             name = info.filename
@@ -133,7 +217,7 @@ def _from_zip(archive: Path, staging: Path, pattern, result: Collection) -> list
                 result.problems.append(f"{where}: {problem}; not extracted")
                 continue
             parts = PurePosixPath(name.replace("\\", "/")).parts
-            if PurePosixPath(parts[-1]).suffix.lower() not in SUFFIXES or parts[-1].startswith("."):
+            if not counts("/".join(parts)):
                 continue
             if name.lower() in seen:
                 result.problems.append(f"{where}: a second entry with this name; not extracted")
@@ -143,12 +227,18 @@ def _from_zip(archive: Path, staging: Path, pattern, result: Collection) -> list
                 result.problems.append(f"{where}: {info.file_size / 1e6:.1f} MB, over the "
                                        f"{MAX_BYTES / 1e6:.0f} MB limit; not extracted")
                 continue
-            target = staging / f"{index:05d}_{_safe_name(parts[-1])}"
-            owner = parts[0] if len(parts) > 1 else parts[-1]  # a folder per student, or a file
-            student, version = student_id(owner, pattern)
             mtime = float("".join(f"{n:02d}" for n in info.date_time))
-            found.append(Candidate(student, target, where, (*version, mtime), (archive, info)))
-    return found
+            target = staging / f"{index:05d}_{_safe_name(parts[-1])}"
+            if len(parts) > 1:  # a folder per student
+                owner = parts[0]
+                if owner not in folders:
+                    folders[owner] = Handed(student_id(owner, pattern), f"{archive.name}:{owner}/")
+                folders[owner].files.append(File("/".join(parts[1:]), (mtime,), where, target,
+                                                 (archive, info)))
+            else:
+                loose.add(student_id(parts[-1], pattern), File(parts[-1], (mtime,), where, target,
+                                                                (archive, info)))
+    return [*folders.values(), *loose.submissions()]
 
 
 def _unsafe(info: zipfile.ZipInfo) -> str | None:
@@ -169,20 +259,71 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "submission"
 
 
-def _extract(chosen: list[tuple[Entry, Candidate]], result: Collection) -> list[Entry]:
+def _per_student(handed: list[Handed], result: Collection) -> list[tuple[Entry, File | None]]:
+    """One entry per student: the chosen file of their newest submission."""
+    # Bare names that collide are two students, never one: key them by their full names.
+    by_id: dict[str, list[Handed]] = {}
+    for submission in handed:
+        by_id.setdefault(submission.identity.id, []).append(submission)
+    for student_key, group in list(by_id.items()):
+        if len(group) > 1 and not all(h.identity.platform for h in group):
+            labels = ", ".join(sorted(h.label for h in group))
+            result.problems.append(
+                f"{len(group)} submissions would all be student `{student_key}` ({labels}); nothing "
+                "says they are one student's, so each is graded as its own row, keyed by its name. "
+                "Name the files by student, or pass --id-pattern.")
+            del by_id[student_key]
+            for submission in group:
+                own = Path(submission.label).name.rstrip("/") or submission.label
+                key = own if own not in by_id else submission.label
+                by_id[key] = [Handed(Identity(key, own, False), submission.label, submission.files)]
+    chosen: list[tuple[Entry, File | None]] = []
+    for student_key in sorted(by_id):
+        options = []
+        for submission in by_id[student_key]:
+            if len(submission.files) == 1 and submission.files[0].symlink:
+                # a link handed in as the submission: graded as what it is, an unreadable link
+                choice = Choice(submission.files[0], submission.files[0].name, "", ())
+            else:
+                choice = choose([(f.name, f.version, f) for f in submission.files])
+            options.append((submission, choice))
+        options.sort(key=lambda o: max((f.version for f in o[0].files), default=()), reverse=True)
+        submission, choice = options[0]
+        identity = submission.identity
+        notes = []
+        if len(options) > 1:
+            notes.append(f"{len(options)} submissions; graded the newest, {submission.label}; not "
+                         "graded: " + ", ".join(o[0].label for o in options[1:]))
+        others = [Path(f.source).name for f in submission.files
+                  if f is not choice.chosen and counts(f.name)]
+        if others:
+            notes.append(f"Also handed in, not graded: {', '.join(sorted(others))} (the grader "
+                         "takes the exercise's own file, then the only notebook, then the only .py)")
+        if choice.chosen is None:
+            notes.append(f"Nothing was graded: {choice.problem}.")
+            result.problems.append(f"{submission.label}: {choice.problem}")
+            chosen.append((Entry(student_key, None, submission.label, tuple(notes), identity.name), None))
+            continue
+        file = choice.chosen
+        chosen.append((Entry(student_key, file.path, file.source, tuple(notes), identity.name), file))
+    return chosen
+
+
+def _extract(chosen: list[tuple[Entry, File | None]], result: Collection) -> list[Entry]:
     """Extract the chosen zip entries (only those), within MAX_EXTRACTED_BYTES in all; an entry
     that cannot be extracted is graded as an unreadable submission, with the reason."""
     entries, total, archives = [], 0, {}
     try:
-        for entry, candidate in chosen:
-            if candidate.member is None:
+        for entry, file in chosen:
+            if file is None or file.member is None:
                 entries.append(entry)
                 continue
-            archive, info = candidate.member
+            archive, info = file.member
             problem = None
+            data = b""
             if total + info.file_size > MAX_EXTRACTED_BYTES:
                 problem = (f"not extracted: the class's archives would extract to more than "
-                           f"{MAX_EXTRACTED_BYTES / 1e9:.0f} GB in all")
+                           f"{MAX_EXTRACTED_BYTES / 1e6:,.0f} MB in all")
             else:
                 try:
                     if archive not in archives:
@@ -194,30 +335,15 @@ def _extract(chosen: list[tuple[Entry, Candidate]], result: Collection) -> list[
                 except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as exc:
                     problem = f"cannot be read ({exc}); not extracted"
             if problem:
-                result.problems.append(f"{candidate.source}: {problem}")
-                entries.append(Entry(entry.student, None, entry.source, (*entry.notes, problem)))
+                result.problems.append(f"{file.source}: {problem}")
+                entries.append(Entry(entry.student, None, entry.source, (*entry.notes, problem),
+                                     entry.name))
                 continue
             total += len(data)
-            candidate.path.parent.mkdir(parents=True, exist_ok=True)
-            candidate.path.write_bytes(data)
+            file.path.parent.mkdir(parents=True, exist_ok=True)
+            file.path.write_bytes(data)
             entries.append(entry)
     finally:
         for zf in archives.values():
             zf.close()
-    return entries
-
-
-def _newest(candidates: list[Candidate]) -> list[tuple[Entry, Candidate]]:
-    by_student: dict[str, list[Candidate]] = {}
-    for candidate in candidates:
-        by_student.setdefault(candidate.student, []).append(candidate)
-    entries = []
-    for student in sorted(by_student):
-        ranked = sorted(by_student[student], key=lambda c: c.version, reverse=True)
-        newest, older = ranked[0], ranked[1:]
-        notes = ()
-        if older:
-            notes = (f"{len(ranked)} submissions; graded the newest, {newest.source}; not graded: "
-                     + ", ".join(c.source for c in older),)
-        entries.append((Entry(student, newest.path, newest.source, notes), newest))
     return entries

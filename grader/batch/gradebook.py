@@ -1,7 +1,8 @@
 """The gradebook of a class: readers of finished reports, like every other reporter.
 
-    grades.csv           one row per student: id, total, max, a column per step, status, file
-    results.jsonl        one line per student: {"student", "file", "status", "report": <JSON report>}
+    grades.csv           one row per student: id, name, total, max, a column per step, status, file
+                         (the detailed gradebook; an LMS imports the files of `--lms`)
+    results.jsonl        one line per student: {"student", "name", "file", "status", "report": ...}
     feedback/ID.md|html  each student's report
     summary.md|html      class statistics: score distribution, pass rate per step, the most
                          frequent mistakes per step; plots (plots/*.png, embedded in the HTML)
@@ -24,25 +25,27 @@ from ..models import Report
 from ..report.html import render_html
 from ..report.markdown import render_markdown
 from ..rubric import Rubric
-from ..safe_text import csv_cell
+from ..safe_text import csv_cell, markdown_inline
 
 
 @dataclass(frozen=True)
 class Row:
-    student: str
+    student: str  # the id (the platform's own, where it has one)
     file: str
     report: Report | None  # None: not graded (the grader failed; the next run retries)
-    status: str  # "graded", or "not graded: why"
+    status: str  # "graded", "unreadable: why" (scored 0) or "not graded: why" (retried on rerun)
+    name: str = ""  # the display name
 
     def to_json(self) -> str:
-        return json.dumps({"student": self.student, "file": self.file, "status": self.status,
+        return json.dumps({"student": self.student, "name": self.name, "file": self.file,
+                           "status": self.status,
                            "report": self.report.to_dict() if self.report else None})
 
     @classmethod
     def from_json(cls, line: str) -> Row:
         data = json.loads(line)
         report = Report.from_json(json.dumps(data["report"])) if data["report"] else None
-        return cls(data["student"], data["file"], report, data["status"])
+        return cls(data["student"], data["file"], report, data["status"], data.get("name", ""))
 
 
 def write_gradebook(out: Path, rubric: Rubric, rows: list[Row], problems: list[str]) -> None:
@@ -65,15 +68,16 @@ def write_gradebook(out: Path, rubric: Rubric, rows: list[Row], problems: list[s
 
 
 def grades_csv(rubric: Rubric, rows: list[Row]) -> str:
-    """A gradebook a learning platform imports: plain CSV, a header row, one row per student."""
+    """The detailed gradebook: plain CSV, a header row, one row per student, a column per step."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "total", "max", *[step.id for step in rubric.steps], "status", "file"])
+    writer.writerow(["id", "name", "total", "max", *[step.id for step in rubric.steps], "status",
+                     "file"])
     maximum = sum(step.points for step in rubric.steps)
     for row in rows:
         scores = {s.id: s.score for s in row.report.steps} if row.report else {}
         total = row.report.score if row.report else ""
-        writer.writerow([csv_cell(row.student), _number(total), _number(maximum),
+        writer.writerow([csv_cell(row.student), csv_cell(row.name), _number(total), _number(maximum),
                          *[_number(scores.get(step.id, "")) for step in rubric.steps],
                          csv_cell(row.status), csv_cell(row.file)])
     return buffer.getvalue()
@@ -81,6 +85,11 @@ def grades_csv(rubric: Rubric, rows: list[Row]) -> str:
 
 def _number(value) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _cell(text: str) -> str:
+    """Student text as one Markdown table cell."""
+    return markdown_inline(text).replace("|", "\\|")
 
 
 def safe_filename(name: str) -> str:
@@ -97,6 +106,23 @@ class ClassStatistics:
 
     def scores(self) -> list[float]:
         return [report.score for report in self.reports]
+
+    def outcomes(self) -> list[tuple[str, int, int, int]]:
+        """(step id, passed, failed (failed, error, timeout), not done (missing, not implemented))."""
+        found = []
+        for step in self.rubric.steps:
+            statuses = [s.status for r in self.reports for s in r.steps if s.id == step.id]
+            passed = statuses.count("passed")
+            undone = statuses.count("missing") + statuses.count("not_implemented")
+            found.append((step.id, passed, len(statuses) - passed - undone, undone))
+        return found
+
+    def roster(self) -> list[tuple[str, str, str, str, str]]:
+        """(id, name, score, status, feedback file) for every student, in id order."""
+        return [(row.student, row.name or row.student,
+                 f"{row.report.score:g} / {row.report.max_score:g}" if row.report else "",
+                 row.status, f"feedback/{safe_filename(row.student)}.html" if row.report else "")
+                for row in sorted(self.rows, key=lambda r: r.student)]
 
     def pass_rates(self) -> list[tuple[str, float, int]]:
         """(step id, share of graded students who passed it, how many passed)."""
@@ -121,10 +147,18 @@ class ClassStatistics:
                       ("median score", f"{statistics.median(scores):g} / {self.maximum:g}"),
                       ("lowest, highest", f"{min(scores):g}, {max(scores):g}"),
                       ("full marks", str(sum(1 for s in scores if s == self.maximum)))]
+        unreadable = sum(1 for row in self.rows if row.status.startswith("unreadable"))
+        if unreadable:
+            lines.append(("unreadable (scored 0, see below)", str(unreadable)))
         not_graded = len(self.rows) - len(self.reports)
         if not_graded:
             lines.append(("not graded (grader failures, retried on the next run)", str(not_graded)))
         return lines
+
+    def attention(self) -> list[tuple[str, str, str]]:
+        """(id, name, status) of the students whose submission was unreadable or not graded."""
+        return [(row.student, row.name or row.student, row.status)
+                for row in sorted(self.rows, key=lambda r: r.student) if row.status != "graded"]
 
     def plots(self, folder: Path) -> dict[str, Path]:
         """The score distribution and the pass rate per step, as PNG files."""
@@ -142,17 +176,30 @@ class ClassStatistics:
                 color="#2f6fb0", edgecolor="white")
         ax.set_xlabel(f"score (out of {self.maximum:g})")
         ax.set_ylabel("students")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
         ax.set_title("Score distribution")
         fig.tight_layout()
         made["scores"] = folder / "scores.png"
         fig.savefig(made["scores"], metadata={"Software": None})
         plt.close(fig)
-        rates = self.pass_rates()
-        fig, ax = plt.subplots(figsize=(7, 0.28 * len(rates) + 1), dpi=100)
-        ax.barh([r[0] for r in rates][::-1], [100 * r[1] for r in rates][::-1], color="#1a7f37")
+        outcomes = self.outcomes()[::-1]
+        total = max(len(self.reports), 1)
+        fig, ax = plt.subplots(figsize=(7, 0.28 * len(outcomes) + 1.8), dpi=100)
+        names = [o[0] for o in outcomes]
+        left = [0.0] * len(outcomes)
+        for index, (label, colour) in enumerate((("passed", "#1a7f37"), ("failed", "#cf222e"),
+                                                 ("not done", "#afb8c1")), start=1):
+            widths = [100 * o[index] / total for o in outcomes]
+            ax.barh(names, widths, left=left, color=colour, label=label)
+            left = [a + b for a, b in zip(left, widths)]
         ax.set_xlim(0, 100)
-        ax.set_xlabel("students who passed the step (%)")
-        ax.set_title("Pass rate per step")
+        ax.set_xlabel("students (%)")
+        ax.legend(["passed", "failed (wrong, error, timeout)", "not done (missing, stub)"],
+                  loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.28 * len(outcomes) + 1.4)),
+                  ncol=3, fontsize=8, frameon=False)
+        ax.set_title("Outcome per step")
         ax.tick_params(axis="y", labelsize=8)
         fig.tight_layout()
         made["pass_rates"] = folder / "pass_rates.png"
@@ -165,9 +212,10 @@ class ClassStatistics:
         lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in self.headline()] + [""]
         for name, path in plots.items():
             lines += [f"![{name}](plots/{path.name})", ""]
-        lines += ["## Pass rate per step", "", "| Step | Passed | Rate |", "|---|---|---|"]
-        lines += [f"| `{step}` | {n} / {len(self.reports)} | {rate:.0%} |"
-                  for step, rate, n in self.pass_rates()]
+        lines += ["## Pass rate per step", "", "| Step | Passed | Rate | Failed | Not done |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| `{step}` | {n} / {len(self.reports)} | {rate:.0%} | {failed} | {undone} |"
+                  for (step, rate, n), (_, _, failed, undone) in zip(self.pass_rates(), self.outcomes())]
         lines += ["", "## Most frequent mistakes", ""]
         mistakes = self.mistakes()
         if mistakes:
@@ -175,8 +223,16 @@ class ClassStatistics:
             lines += [f"| `{step}` | `{mistake}` | {n} |" for step, mistake, n in mistakes]
         else:
             lines.append("No known mistake was named.")
+        attention = self.attention()
+        if attention:
+            lines += ["", "## Unreadable and not graded", "", "| ID | Name | Status |", "|---|---|---|"]
+            lines += [f"| {_cell(i)} | {_cell(n)} | {_cell(st)} |" for i, n, st in attention]
+        lines += ["", "## Roster", "", "| ID | Name | Score | Status | Feedback |", "|---|---|---|---|---|"]
+        lines += [f"| {_cell(i)} | {_cell(n)} | {sc} | {_cell(st)} | " + (f"[report]({f})" if f else "")
+                  + " |" for i, n, sc, st, f in self.roster()]
         if self.problems:
-            lines += ["", "## Problems with the submissions", ""] + [f"- {p}" for p in self.problems]
+            lines += ["", "## Problems with the submissions", ""]
+            lines += [f"- {markdown_inline(p)}" for p in self.problems]
         return "\n".join(lines) + "\n"
 
     def html(self, plots: dict[str, Path]) -> str:
@@ -192,9 +248,12 @@ class ClassStatistics:
             data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f'<p><img alt="{escape(name)}" src="data:image/png;base64,{data}"></p>')
         parts.append("<h2>Pass rate per step</h2><table><thead><tr><th>Step</th><th>Passed</th>"
-                     '<th class="num">Rate</th></tr></thead><tbody>')
+                     '<th class="num">Rate</th><th class="num">Failed</th><th class="num">Not done'
+                     "</th></tr></thead><tbody>")
         parts += [f"<tr><td><code>{escape(step)}</code></td><td>{n} / {len(self.reports)}</td>"
-                  f'<td class="num">{rate:.0%}</td></tr>' for step, rate, n in self.pass_rates()]
+                  f'<td class="num">{rate:.0%}</td><td class="num">{failed}</td>'
+                  f'<td class="num">{undone}</td></tr>'
+                  for (step, rate, n), (_, _, failed, undone) in zip(self.pass_rates(), self.outcomes())]
         parts.append("</tbody></table><h2>Most frequent mistakes</h2>")
         mistakes = self.mistakes()
         if mistakes:
@@ -205,6 +264,20 @@ class ClassStatistics:
             parts.append("</tbody></table>")
         else:
             parts.append("<p>No known mistake was named.</p>")
+        attention = self.attention()
+        if attention:
+            parts.append("<h2>Unreadable and not graded</h2><table><thead><tr><th>ID</th><th>Name</th>"
+                         "<th>Status</th></tr></thead><tbody>")
+            parts += [f"<tr><td>{escape(i)}</td><td>{escape(n)}</td><td>{escape(st)}</td></tr>"
+                      for i, n, st in attention]
+            parts.append("</tbody></table>")
+        parts.append("<h2>Roster</h2><table><thead><tr><th>ID</th><th>Name</th><th>Score</th>"
+                     "<th>Status</th><th>Feedback</th></tr></thead><tbody>")
+        parts += [f"<tr><td>{escape(i)}</td><td>{escape(n)}</td><td>{escape(sc)}</td>"
+                  f"<td>{escape(st)}</td><td>"
+                  + (f'<a href="{escape(f)}">report</a>' if f else "") + "</td></tr>"
+                  for i, n, sc, st, f in self.roster()]
+        parts.append("</tbody></table>")
         if self.problems:
             parts.append("<h2>Problems with the submissions</h2><ul>")
             parts += [f"<li>{escape(p)}</li>" for p in self.problems]
@@ -215,8 +288,29 @@ class ClassStatistics:
 
 def merge(shards: list[Path], out: Path, rubric: Rubric) -> list[Row]:
     """Combine the gradebooks of several shards into one."""
+    from ..errors import UsageError
+
     rows: dict[str, Row] = {}
     problems: list[str] = []
+    resolved = [shard.resolve() for shard in shards]
+    twice = sorted({str(s) for s in shards if resolved.count(s.resolve()) > 1})
+    if twice:
+        raise UsageError(f"the same shard is given more than once: {', '.join(twice)}")
+    specs = {}
+    for shard in shards:
+        if (shard / "shard.json").is_file():
+            specs[shard] = tuple(json.loads((shard / "shard.json").read_text())["shard"])
+    if specs:
+        counts = {n for _, n in specs.values()}
+        have = {k for k, _ in specs.values()}
+        if len(counts) > 1 or len(specs) != len(shards):
+            raise UsageError("the shards are not of one `grade --shard K/N` run: "
+                             + ", ".join(f"{s}: {'/'.join(map(str, specs.get(s, ('?', '?'))))}"
+                                         for s in shards))
+        missing = sorted(set(range(1, next(iter(counts)) + 1)) - have)
+        if missing:
+            raise UsageError(f"shard(s) {', '.join(f'{k}/{next(iter(counts))}' for k in missing)} "
+                             "missing: merge them all, or the gradebook would lack their students")
     for shard in shards:
         path = shard / "results.jsonl"
         if not path.is_file():

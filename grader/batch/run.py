@@ -56,7 +56,12 @@ def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path
     rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
     (out / "results").mkdir(parents=True, exist_ok=True)
     collection = collect([Path(i) for i in inputs], out / "submissions", id_pattern)
+    if not collection.entries:
+        raise UsageError("nothing to grade: " + ("; ".join(collection.problems) or
+                                                 "no .py, .ipynb, folder or .zip among the inputs"))
     entries = select_shard(collection.entries, shard)
+    if shard is not None:
+        write_atomically(out / "shard.json", json.dumps({"shard": list(shard)}))
     unknown = sorted(set(regrade) - {e.student for e in collection.entries})
     if unknown:
         raise UsageError(f"--regrade: no student {', '.join(unknown)} among the submissions")
@@ -118,10 +123,17 @@ def result_key(entry: Entry, fingerprint: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: readers see all of it or none."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as readable as any file the user makes (mkstemp: 0600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -154,6 +166,7 @@ def _run_local(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[st
     failures: dict[str, str] = {}
     prepared, diagnoser = prepare(rubric, list(rubric.steps))
     with Zygote() as zygote, ThreadPoolExecutor(max_workers=jobs) as pool:
+        _canary(rubric, prepared, diagnoser, zygote)
         futures: dict[Future, Entry] = {}
         queue = list(pending)
         try:
@@ -180,6 +193,24 @@ def _run_local(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[st
     return failures
 
 
+def _canary(rubric: Rubric, prepared, diagnoser, zygote) -> None:
+    """Grade the rubric's own reference solutions first, under its limits: if they do not pass,
+    the grader cannot grade here (a `memory_mb` too small for torch, a broken machine), and no
+    student is scored for the grader's failure."""
+    if rubric.reference is None:  # a student bundle: no reference to try
+        return
+    from ..errors import InternalError
+
+    report = grade_prepared(read_submission(rubric.reference), rubric, prepared, diagnoser, zygote)
+    if not report.all_passed:
+        failed = next(step for step in report.steps if not step.passed)
+        raise InternalError(
+            f"the grader cannot grade under this rubric here: its own reference solutions scored "
+            f"{report.score:g}/{report.max_score:g} ({failed.id}: {failed.feedback.splitlines()[0]}"
+            f"{'; ' + report.notes[0] if report.notes else ''}). Nobody was graded; check the "
+            "rubric's limits (memory_mb must leave room for torch, about 700 MB) and run again.")
+
+
 def _run_dask(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[str, str]:
     try:
         from distributed import Client, as_completed
@@ -195,7 +226,12 @@ def _run_dask(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[str
         _save(out, keys[entry.student], entry, grade_entry(entry, rubric, None, None, None))
         progress.advance(entry.student)
     pending = [e for e in pending if e not in local]
-    with Client(scheduler) as client:
+    try:
+        client = Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running, "
+                         "and is the address right (e.g. tcp://host:8786)?") from None
+    with client:
         futures = {client.submit(grade_remote, entry.student, entry.source, entry.path.read_bytes(),
                                  entry.path.suffix, entry.notes, rubric_path, pure=False): entry
                    for entry in pending}
@@ -215,9 +251,12 @@ def _run_dask(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[str
 def _row(entry: Entry, out: Path, key: str, failure: str | None) -> Row:
     path = out / "results" / f"{key}.json"
     if failure is not None or not path.exists():
-        return Row(entry.student, entry.source, None, f"not graded: {failure or 'no result'}")
+        return Row(entry.student, entry.source, None, f"not graded: {failure or 'no result'}",
+                   entry.name)
     record = json.loads(path.read_text(encoding="utf-8"))
-    return Row(entry.student, entry.source, Report.from_json(json.dumps(record["report"])), "graded")
+    report = Report.from_json(json.dumps(record["report"]))
+    status = f"unreadable: {report.unreadable.splitlines()[0]}" if report.unreadable else "graded"
+    return Row(entry.student, entry.source, report, status, entry.name)
 
 
 class Progress:
