@@ -6,6 +6,7 @@
     attention-grader gradescope-run [--submission-dir DIR] [--results FILE]   (inside Gradescope)
     attention-grader grade SUBMISSIONS... --out DIR [--jobs N] [--shard K/N] [--regrade ID]
     attention-grader merge SHARD_DIRS... --out DIR
+    attention-grader export OUT --lms canvas|moodle|blackboard --roster FILE [--assignment NAME]
     attention-grader bundle --out DIR
     attention-grader sandbox [--rubric config.yaml] [--format text|json]
 
@@ -76,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
                      help="the rubric file (default: the bundled config.yaml)")
 
-    from .batch.cli import add_parsers
+    from .batch.cli import add_export_parser, add_parsers
 
     add_parsers(commands)  # grade, merge
+    add_export_parser(commands)
     bundle = commands.add_parser(
         "bundle", help="write what a course hands to students: exercises, grader, visible cases",
         description="Write the student bundle: the exercise stubs, the grader, a student rubric with "
@@ -135,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         from .batch.cli import run
 
         return run(args)
+    if args.command == "export":
+        from .batch.cli import export_command
+
+        return export_command(args)
     if args.command == "bundle":
         return _bundle(args)
     if args.command == "sandbox":

@@ -43,6 +43,53 @@ def add_parsers(commands) -> None:
                        help="the rubric the shards were graded with")
 
 
+def add_export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export", help="write a learning platform's import file from a graded class",
+        description="Write the import file of Canvas, Moodle or Blackboard from a `grade --out` "
+        "folder and the roster that platform exports (see the README: what to upload where).")
+    export.add_argument("out", metavar="OUT", help="the `grade --out` (or `merge --out`) folder")
+    export.add_argument("--lms", required=True, choices=("canvas", "moodle", "blackboard"))
+    export.add_argument("--roster", required=True, metavar="FILE",
+                        help="Canvas: the gradebook export; Moodle: the grading worksheet; "
+                        "Blackboard: the Grade Center download")
+    export.add_argument("--assignment", default="attention-grader", metavar="NAME",
+                        help="the assignment's name in the platform (its existing column is updated; "
+                        "default: a new column named attention-grader)")
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write it (default: OUT/<platform>-import file)")
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from .gradebook import Row
+    from .lms import export
+
+    try:
+        results = Path(args.out) / "results.jsonl"
+        if not results.is_file():
+            raise UsageError(f"{args.out}: no results.jsonl; grade the class first "
+                             "(attention-grader grade ... --out OUT)")
+        rows = [Row.from_json(line) for line in results.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+        maximum = next((row.report.max_score for row in rows if row.report), 0.0)
+        made = export(args.lms, rows, Path(args.roster), args.assignment, maximum)
+    except GraderError as exc:
+        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        return 2
+    target = Path(args.output) if args.output else Path(args.out) / made.filename
+    from .run import write_atomically
+
+    write_atomically(target, made.text)
+    for note in made.notes:
+        print(f"attention-grader: {note}", file=sys.stderr)
+    for label, names in (("in the roster, no grade written", made.no_submission),
+                         ("graded, not in the roster", made.no_roster)):
+        if names:
+            print(f"attention-grader: {len(names)} {label}: {'; '.join(names)}", file=sys.stderr)
+    print(f"{target}: {args.lms} import file; upload it as the README says")
+    return 0
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None

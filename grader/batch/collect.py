@@ -6,6 +6,8 @@ A student is keyed by the platform's own stable id, with the display name kept b
              name smithjohn; the third number (the upload's id) orders a student's files
     Moodle   a folder "John Smith_1234567_assignsubmission_file_" per student (under blind marking
              "Participant_1234567_..."): participant id 1234567, name John Smith
+    Blackboard  Homework 3_jsmith_attempt_2026-11-02-14-05-09_attention.ipynb: user name jsmith;
+             the attempt's date orders a student's files
     --id-pattern  a regular expression whose group `id` (or first group) is the id; a group `name`,
              if any, is the name
     anything else  the file's name without its suffix, or the folder's name
@@ -40,6 +42,9 @@ CANVAS = re.compile(r"^(?P<name>[a-z0-9]+)_(?:late_)?(?P<user>\d+)_(?P<version>\
                     re.IGNORECASE)
 # Moodle: a folder "John Smith_1234567_assignsubmission_file_" per student
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_?")
+# Blackboard: Homework 3_jsmith_attempt_2026-11-02-14-05-09_attention.ipynb
+BLACKBOARD = re.compile(r"^(?P<assignment>.+)_(?P<user>[^_]+)_attempt_(?P<when>\d{4}(?:-\d{2}){5})"
+                        r"(?:_(?P<rest>.+))?$")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ def student_id(name: str, pattern: re.Pattern | None) -> Identity:
         if display.lower() == "participant":  # blind marking: the id is all there is
             display = f"Participant {match['user']}"
         return Identity(match["user"], display, True)
+    if match := BLACKBOARD.match(name):
+        when = int(re.sub(r"\D", "", match["when"]))
+        return Identity(match["user"], match["user"], True, (when,), match["rest"] or "")
     stem = name
     for suffix in SUFFIXES:
         if stem.lower().endswith(suffix):
