@@ -88,6 +88,12 @@ def pytest_configure(config: pytest.Config) -> None:
     submission = configured(config, "submission")
     if submission is None:
         return  # not configured: no hooks, no items, nothing
+    if submission.is_dir():  # a folder: the file `grade` and `gradescope-run` would grade in it
+        from .choose import choose
+
+        picked = choose([(p.relative_to(submission).as_posix(), (), p)
+                         for p in sorted(submission.rglob("*")) if p.is_file()]).chosen
+        submission = picked or submission
     config.pluginmanager.register(GradingPlugin(submission, configured(config, "rubric")),
                                   "attention-grader-session")
 

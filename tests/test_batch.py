@@ -386,3 +386,17 @@ def test_a_broken_notebook_is_unreadable_not_an_untouched_stub(tmp_path, fast_ru
     outcome = grade_class([klass], out=tmp_path / "out", rubric=fast_rubric, jobs=1)
     (row,) = outcome.rows
     assert row.status.startswith("unreadable: ") and row.report.score == 0, row.status
+
+
+def test_ctrl_c_keeps_the_results_and_says_how_to_resume(tmp_path, fast_rubric):
+    klass = make_class(tmp_path / "class")
+    out = tmp_path / "out"
+    process = subprocess.Popen(grade_command(klass, "--out", out, "--rubric", fast_rubric, "--jobs", "1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((out / "results").glob("*.json")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Run the same command again" in err
