@@ -400,3 +400,16 @@ def test_ctrl_c_keeps_the_results_and_says_how_to_resume(tmp_path, fast_rubric):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "Run the same command again" in err
+
+
+def test_moodle_team_submissions_give_each_member_a_row(tmp_path):
+    """Moodle downloads a team's files once per member, "Team-Full Name_participant_...": each
+    member is a row of their own, keyed by their participant id."""
+    moodle = tmp_path / "moodle"
+    for member in ("Team A-John Smith_1234567", "Team A-Ann Lee_7654321", "Team B-Participant_5555555"):
+        folder = moodle / f"{member}_assignsubmission_file_"
+        folder.mkdir(parents=True)
+        shutil.copy(EXAMPLE, folder / "attention.ipynb")
+    found = collect([moodle], tmp_path / "staging")
+    assert {e.student: e.name for e in found.entries} == {
+        "1234567": "Team A-John Smith", "7654321": "Team A-Ann Lee", "5555555": "Team B-Participant"}
