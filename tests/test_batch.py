@@ -413,3 +413,28 @@ def test_moodle_team_submissions_give_each_member_a_row(tmp_path):
     found = collect([moodle], tmp_path / "staging")
     assert {e.student: e.name for e in found.entries} == {
         "1234567": "Team A-John Smith", "7654321": "Team A-Ann Lee", "5555555": "Team B-Participant"}
+
+
+def test_a_group_submission_is_graded_for_every_member(tmp_path):
+    """Canvas names a group's submission by whoever handed it in; Moodle 4 may name the folder by
+    the group. With --groups, each member gets a row with the group's submission."""
+    klass = tmp_path / "class"
+    klass.mkdir()
+    shutil.copy(EXAMPLE, klass / "leeann_301_9001_attention.ipynb")  # Team 1, handed in by Ann
+    team = klass / "Team 3_42_assignsubmission_file"  # Moodle 4: one folder per group
+    team.mkdir()
+    shutil.copy(EXAMPLE, team / "attention.ipynb")
+    shutil.copy(SOLUTIONS, klass / "solo_309_9009_attention.py")  # in no group
+    groups = tmp_path / "groups.csv"
+    groups.write_text("group,id,name\nTeam 1,301,Ann Lee\nTeam 1,302,Bo Park\n"
+                      "Team 3,1111111,Cy Diaz\nTeam 3,2222222,Di Egan\n")
+    found = collect([klass], tmp_path / "staging", groups=collect_module.read_groups(groups))
+    entries = {e.student: e for e in found.entries}
+    assert sorted(entries) == ["1111111", "2222222", "301", "302", "309"]
+    assert entries["302"].name == "Bo Park" and entries["302"].path == entries["301"].path
+    assert entries["302"].notes[0] == "Graded as the submission of group Team 1, handed in by leeann."
+    assert entries["2222222"].path == team / "attention.ipynb"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("team,student\nA,1\n")
+    with pytest.raises(Exception, match="the columns group and id"):
+        collect_module.read_groups(bad)

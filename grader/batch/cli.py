@@ -27,6 +27,9 @@ def add_parsers(commands) -> None:
     grade.add_argument("--id-pattern", metavar="REGEX",
                        help="a regular expression whose group `id` (or first group) is the student id "
                        "in a file or folder name (Canvas and Moodle names are understood without it)")
+    grade.add_argument("--groups", metavar="FILE",
+                       help="a CSV file with the columns group and id (one line per member): a "
+                       "group's submission is graded for every member")
     grade.add_argument("--regrade", action="append", default=[], metavar="ID",
                        help="grade this student again even if a result exists (repeatable)")
     grade.add_argument("--shard", metavar="K/N", help="grade only shard K of N (for CI matrices)")
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--jobs must be at least 1")
         outcome = grade_class(args.submissions, out=args.out, rubric=args.rubric, jobs=args.jobs,
                               id_pattern=args.id_pattern, regrade=tuple(args.regrade),
+                              groups=args.groups,
                               shard=parse_shard(args.shard), executor=args.executor,
                               scheduler=args.scheduler)
     except KeyboardInterrupt:

@@ -94,7 +94,41 @@ class Collection:
     problems: list[str] = field(default_factory=list)  # what was refused or is doubtful, and why
 
 
-def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None) -> Collection:
+@dataclass(frozen=True)
+class Groups:
+    """Who is in which group (`--groups FILE`): a group's submission is graded for every member."""
+
+    group_of: dict[str, str]  # member id -> group
+    members: dict[str, list[tuple[str, str]]]  # group -> [(member id, name)]
+
+
+def read_groups(path: Path) -> Groups:
+    """A CSV file with the columns `group` and `id` (the platform's id), and `name` if you like."""
+    import csv
+
+    try:
+        lines = list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--groups {path}: cannot be read ({exc})") from None
+    if not lines or not {"group", "id"} <= set(lines[0]):
+        raise UsageError(f"--groups {path}: expected a CSV file with the columns group and id "
+                         "(and name, if you like): one line per member")
+    group_of: dict[str, str] = {}
+    members: dict[str, list[tuple[str, str]]] = {}
+    for number, line in enumerate(lines, start=2):
+        member, group = (line.get("id") or "").strip(), (line.get("group") or "").strip()
+        if not member or not group:
+            raise UsageError(f"--groups {path}, line {number}: a member needs both a group and an id")
+        if member in group_of and group_of[member] != group:
+            raise UsageError(f"--groups {path}, line {number}: {member} is in two groups, "
+                             f"{group_of[member]} and {group}")
+        group_of[member] = group
+        members.setdefault(group, []).append((member, (line.get("name") or "").strip() or member))
+    return Groups(group_of, members)
+
+
+def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None,
+            groups: Groups | None = None) -> Collection:
     """Every student's submission to grade among `inputs`; archives are extracted into `staging`."""
     pattern = compile_pattern(id_pattern)
     result = Collection()
@@ -116,8 +150,36 @@ def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None) ->
         else:
             result.problems.append(f"{item}: not a .py, .ipynb, folder or .zip; skipped")
     handed += loose.submissions()
-    result.entries = _extract(_per_student(handed, result), result)
+    chosen = _per_student(handed, result)
+    if groups is not None:
+        chosen = _per_group(chosen, groups, result)
+    result.entries = _extract(chosen, result)
     return result
+
+
+def _per_group(chosen: list[tuple[Entry, File | None]], groups: Groups,
+               result: Collection) -> list[tuple[Entry, File | None]]:
+    """A group's newest submission (handed in by any member, or named by the group) is graded for
+    every member, each a row of their own; everyone else as they are."""
+    kept, by_group = [], {}
+    for entry, file in chosen:
+        group = groups.group_of.get(entry.student) or next(
+            (g for g in (entry.student, entry.name) if g in groups.members), None)
+        if group is None:
+            kept.append((entry, file))
+        else:
+            by_group.setdefault(group, []).append((entry, file))
+    for group, handed in sorted(by_group.items()):
+        handed.sort(key=lambda item: item[1].version if item[1] is not None else (), reverse=True)
+        entry, file = handed[0]
+        by = entry.name or entry.student
+        notes = [f"Graded as the submission of group {group}, handed in by {by}."]
+        if len(handed) > 1:
+            notes.append("The group's other submissions, not graded: "
+                         + ", ".join(Path(e.source).name for e, _ in handed[1:]))
+        for member, name in groups.members[group]:
+            kept.append((Entry(member, entry.path, entry.source, (*notes, *entry.notes), name), file))
+    return sorted(kept, key=lambda item: item[0].student)
 
 
 def compile_pattern(id_pattern: str | None) -> re.Pattern | None:
@@ -320,11 +382,16 @@ def _per_student(handed: list[Handed], result: Collection) -> list[tuple[Entry, 
 def _extract(chosen: list[tuple[Entry, File | None]], result: Collection) -> list[Entry]:
     """Extract the chosen zip entries (only those), within MAX_EXTRACTED_BYTES in all; an entry
     that cannot be extracted is graded as an unreadable submission, with the reason."""
-    entries, total, archives = [], 0, {}
+    entries, total, archives, done = [], 0, {}, {}
     try:
         for entry, file in chosen:
             if file is None or file.member is None:
                 entries.append(entry)
+                continue
+            if file.path in done:  # a group's file, extracted for another member already
+                problem = done[file.path]
+                entries.append(entry if problem is None else Entry(
+                    entry.student, None, entry.source, (*entry.notes, problem), entry.name))
                 continue
             archive, info = file.member
             problem = None
@@ -342,6 +409,7 @@ def _extract(chosen: list[tuple[Entry, File | None]], result: Collection) -> lis
                         problem = f"not extracted: it holds more than {MAX_BYTES / 1e6:.0f} MB"
                 except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as exc:
                     problem = f"cannot be read ({exc}); not extracted"
+            done[file.path] = problem
             if problem:
                 result.problems.append(f"{file.source}: {problem}")
                 entries.append(Entry(entry.student, None, entry.source, (*entry.notes, problem),

@@ -31,7 +31,7 @@ from ..errors import GraderError, UsageError
 from ..models import Report
 from ..rubric import Rubric, load_rubric
 from ..submission import UnreadableSubmission, read_submission
-from .collect import Collection, Entry, collect
+from .collect import Collection, Entry, collect, read_groups
 from .gradebook import Row, write_gradebook
 
 
@@ -49,13 +49,15 @@ class Outcome:
 
 def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path | Rubric = DEFAULT_RUBRIC,
                 jobs: int | None = None, id_pattern: str | None = None, regrade: tuple[str, ...] = (),
+                groups: str | Path | None = None,
                 shard: tuple[int, int] | None = None, executor: str = "local",
                 scheduler: str | None = None, progress=None) -> Outcome:
     started = time.monotonic()
     out = Path(out)
     rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
     (out / "results").mkdir(parents=True, exist_ok=True)
-    collection = collect([Path(i) for i in inputs], out / "submissions", id_pattern)
+    collection = collect([Path(i) for i in inputs], out / "submissions", id_pattern,
+                         read_groups(Path(groups)) if groups else None)
     if not collection.entries:
         raise UsageError("nothing to grade: " + ("; ".join(collection.problems) or
                                                  "no .py, .ipynb, folder or .zip among the inputs"))
