@@ -4,7 +4,8 @@ When `attention-grader check` runs with `GITHUB_ACTIONS=true` in its environment
 
 - appends the Markdown report to the file named by `$GITHUB_STEP_SUMMARY` (shown on the run's
   summary page), and
-- prints a workflow command per step whose status is `failed`, `error`, `timeout` or `missing`:
+- prints a workflow command per step whose status is `failed`, `error`, `timeout` or `missing`, on
+  stderr (the runner reads workflow commands there as on stdout, and stdout stays the report):
 
       ::error file=attention.py,line=42,title=attention_weights::This looks like a known mistake ...
 

@@ -241,9 +241,10 @@ def _check(args: argparse.Namespace) -> int:
             ci.append_step_summary(report)
         except OSError as exc:
             print(f"attention-grader: cannot write the step summary: {exc.strerror}", file=sys.stderr)
-        sys.stdout.flush()
+        # On stderr, which the runner reads for workflow commands too: stdout stays the report
+        # alone, so `check --format json > report.json` is valid JSON under GitHub Actions.
         for line in ci.annotations(report, args.submission, workspace=os.environ.get("GITHUB_WORKSPACE")):
-            print(line)
+            print(line, file=sys.stderr)
     return 0 if passes(report, args.min_score) else 1
 
 

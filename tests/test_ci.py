@@ -3,6 +3,7 @@ GitHub Actions, the step summary and one annotation per failed step; the example
 command, run as GitHub would run it."""
 
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -173,9 +174,21 @@ def test_the_example_workflow_runs_as_github_would(tmp_path):
     assert text.startswith("earlier step's summary\n"), "the summary is appended to"
     assert "| | Step | Section | Score | Status |" in text and "**Score: 90 / 98**" in text
 
-    errors = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("::error ")]
     assert len(errors) == 2
+    assert "::error" not in done.stdout  # stdout is the report alone
     for step, line in zip(sorted(FAILING), sorted(errors)):
         assert line.startswith(f"::error file=attention.ipynb,line=1,title={step} (cell ")
     assert "known mistake (softmax_wrong_dim)" in sorted(errors)[0]
     assert not any("softmax_naive" in line or "gpt2_small_attention" in line for line in errors)
+
+
+def test_json_on_stdout_stays_valid_json_under_github_actions(tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / "attention.ipynb")
+    env = {**os.environ, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp_path / "s.md"),
+           "GITHUB_WORKSPACE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "grader", "check", "attention.ipynb", "--format",
+                           "json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["score"] == 90
+    assert done.stderr.count("::error ") == 2
