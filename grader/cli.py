@@ -232,7 +232,7 @@ def _check(args: argparse.Namespace) -> int:
 
         try:
             with open(args.junit, "w", encoding="utf-8") as f:
-                f.write(render_junit(report))
+                f.write(render_junit(report, submission=args.submission))
         except OSError as exc:
             print(f"attention-grader: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
             return 2

@@ -54,7 +54,9 @@ def test_junit_has_one_testcase_per_step_with_failures_and_skips(example_report)
     suite = suite_of(render_junit(example_report))
     cases = suite.findall("testcase")
     assert [c.get("name") for c in cases] == [s.id for s in example_report.steps]
-    assert all(c.get("classname") == f"attention.{s.section}" for c, s in zip(cases, example_report.steps))
+    assert all(c.get("classname") == f"attention.section_{s.section.replace('.', '_')}"
+               for c, s in zip(cases, example_report.steps))
+    assert all(c.get("file") == example_report.submission and c.get("line") == "1" for c in cases)
     by_name = {c.get("name"): c for c in cases}
     assert {n for n, c in by_name.items() if c.find("failure") is not None} == FAILING
     failure = by_name["attention_weights"].find("failure")
@@ -192,3 +194,36 @@ def test_json_on_stdout_stays_valid_json_under_github_actions(tmp_path):
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout)["score"] == 90
     assert done.stderr.count("::error ") == 2
+
+
+# junit-10.xsd (the schema pytest's JUnit XML targets): the attributes and children each element may have
+JUNIT_10 = {
+    "testsuites": ({"name", "time", "tests", "failures", "disabled", "errors"}, {"testsuite"}),
+    "testsuite": ({"name", "tests", "failures", "errors", "group", "time", "disabled", "skipped",
+                   "timestamp", "hostname", "id", "package", "file", "log", "url", "version"},
+                  {"properties", "testcase", "system-out", "system-err"}),
+    "properties": (set(), {"property"}),
+    "property": ({"name", "value"}, set()),
+    "testcase": ({"name", "assertions", "time", "timestamp", "classname", "status", "file", "line",
+                  "log", "group", "url"}, {"skipped", "error", "failure", "system-out", "system-err"}),
+    "skipped": ({"message"}, set()),
+    "error": ({"message", "type"}, set()),
+    "failure": ({"message", "type"}, set()),
+    "system-out": (set(), set()),
+    "system-err": (set(), set()),
+}
+
+
+def test_junit_follows_the_junit_10_schema(example_report, tmp_path):
+    report = dataclasses.replace(example_report, submission=str(tmp_path / "attention.py"))
+    shutil.copy(REPO_ROOT / "solutions" / "attention.py", tmp_path / "attention.py")
+    root = ET.fromstring(render_junit(report))
+    assert root.tag == "testsuites"
+    for element in root.iter():
+        attributes, children = JUNIT_10[element.tag]
+        assert set(element.attrib) <= attributes, (element.tag, set(element.attrib) - attributes)
+        assert {child.tag for child in element} <= children, element.tag
+        assert "name" in element.attrib or element.tag not in ("testsuite", "testcase", "testsuites")
+    lines = (tmp_path / "attention.py").read_text().splitlines()
+    case = next(c for c in root.iter("testcase") if c.get("name") == "attention_weights")
+    assert lines[int(case.get("line")) - 1].startswith("def attention_weights(")

@@ -1,9 +1,10 @@
 """The JUnit XML report: one `<testcase>` per step, for CI test reporters (GitHub, GitLab, Jenkins).
 
-    <testsuites ...>
+    <testsuites name="attention-grader" tests="19" failures="2" errors="0" time="2.3">
       <testsuite name="attention-grader" tests="19" failures="2" errors="0" skipped="1" time="2.3">
         <properties>score, max_score, submission, rubric, grader_version</properties>
-        <testcase classname="attention.3.3.2" name="attention_weights" time="0.01">
+        <testcase classname="attention.section_3_3_2" name="attention_weights" time="0.01"
+                  file="attention.py" line="42">
           <failure message="first line of the feedback" type="failed">the whole feedback</failure>
         </testcase>
         ...
@@ -12,7 +13,11 @@
     </testsuites>
 
 `failed` and `missing` steps are failures, `error` and `timeout` steps are errors (the code raised,
-hung or crashed), `not_implemented` steps are skipped. Built with ElementTree, which escapes text
+hung or crashed), `not_implemented` steps are skipped. The elements and attributes are those of
+junit-10.xsd, the schema pytest's own JUnit XML follows (no `skipped` on `<testsuites>`, nothing but
+skipped/error/failure/system-out/system-err in a testcase); `file` and `line` say where each step's
+function or class is defined (line 1 of a notebook), for reporters that place annotations by file.
+Built with ElementTree, which escapes text
 and attributes; characters XML 1.0 cannot hold at all (control characters a submission printed)
 are replaced by U+FFFD first.
 """
@@ -32,7 +37,8 @@ SKIPPED = ("not_implemented",)
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
-def render_junit(report: Report, **_) -> str:
+def render_junit(report: Report, *, submission: str | None = None, **_) -> str:
+    """`submission`: the path as it should appear in `file` (default: the report's)."""
     counts = report.counts()
     totals = {
         "tests": str(len(report.steps)),
@@ -41,24 +47,44 @@ def render_junit(report: Report, **_) -> str:
         "skipped": str(sum(counts[s] for s in SKIPPED)),
         "time": _seconds(report.seconds),
     }
-    root = ET.Element("testsuites", {"name": "attention-grader", **totals})
+    root = ET.Element("testsuites", {"name": "attention-grader",
+                                     **{k: v for k, v in totals.items() if k != "skipped"}})
     suite = ET.SubElement(root, "testsuite", {"name": "attention-grader", **totals})
     properties = ET.SubElement(suite, "properties")
     for name, value in (("submission", report.submission), ("score", f"{report.score:g}"),
                         ("max_score", f"{report.max_score:g}"), ("rubric", report.rubric),
                         ("grader_version", report.grader_version)):
         ET.SubElement(properties, "property", {"name": name, "value": _clean(value)})
+    where = submission or report.submission
+    lines = _definition_lines(report, where)
     for step in report.steps:
-        suite.append(_testcase(step))
+        suite.append(_testcase(step, where, lines.get(step.id, 1)))
     if report.notes:
         ET.SubElement(suite, "system-out").text = _clean("\n".join(report.notes))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def _testcase(step: StepResult) -> ET.Element:
-    case = ET.Element("testcase", {"classname": f"attention.{step.section}", "name": step.id,
-                                   "time": _seconds(step.seconds)})
+def _definition_lines(report: Report, path: str) -> dict[str, int]:
+    """Where each step's name is defined in a .py submission (a notebook: line 1 throughout)."""
+    from pathlib import Path
+
+    from ..ci import definition_line
+
+    if not path.endswith(".py"):
+        return {}
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    return {step.id: definition_line(source, step.id) or 1 for step in report.steps}
+
+
+def _testcase(step: StepResult, submission: str, line: int) -> ET.Element:
+    section = step.section.replace(".", "_")  # dots would read as folders to a reporter
+    case = ET.Element("testcase", {"classname": f"attention.section_{section}", "name": step.id,
+                                   "time": _seconds(step.seconds), "file": _clean(submission),
+                                   "line": str(line)})
     if step.passed:
         return case
     points = f"{step.score:g}/{step.max_score:g} points"
