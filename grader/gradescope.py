@@ -57,10 +57,10 @@ apt-get install -y -q --no-install-recommends python3 python3-pip python3-venv
 # A virtual environment: newer base images refuse `pip install` into the system Python.
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --quiet --upgrade pip
-# torch is pinned. From PyPI, Linux gets the CUDA build (several GB, useless here: no GPU). To
-# install the much smaller CPU-only build instead, add the `--index-url` option that PyTorch's
-# "Get Started" install instructions give for "Compute Platform: CPU" to this line.
-/autograder/venv/bin/pip install --quiet torch==2.13.0
+# torch is pinned, and taken from PyTorch's CPU-only index: from PyPI, Linux gets the CUDA build
+# (several GB of wheels, useless here: Gradescope's containers have no GPU).
+/autograder/venv/bin/pip install --quiet torch==2.13.0 \
+    --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
 # The grader's other dependencies (numpy, nbformat, nbconvert, pyyaml) from this folder.
 /autograder/venv/bin/pip install --quiet -e .
 """

@@ -44,6 +44,10 @@ def test_the_archive_has_what_gradescope_runs(archive):
         names = set(z.namelist())
         modes = {info.filename: info.external_attr >> 16 for info in z.infolist()}
         run = z.read("run_autograder").decode()
+        setup = z.read("setup.sh").decode()
+    # torch from PyTorch's CPU-only index, never PyPI's CUDA build (several GB, no GPU there)
+    install = next(line for line in setup.replace("\\\n", " ").splitlines() if "torch==" in line)
+    assert "--index-url https://download.pytorch.org/whl/cpu" in install
     assert {"setup.sh", "run_autograder", "config.yaml", "pyproject.toml", "README.md",
             "grader/__init__.py", "grader/worker.py", "grader/report/text.py",
             "solutions/attention.py", "solutions/mistakes.py"} <= names
