@@ -13,7 +13,7 @@ from pathlib import Path
 from .engine import DEFAULT_RUBRIC, grade
 from .errors import UsageError
 from .models import Report
-from .report.html import render_html
+from .report.html import render_html_fragment
 from .report.text import render_text
 from .rubric import Rubric
 from .submission import Chunk, Submission, transform_ipython
@@ -29,7 +29,7 @@ class NotebookReport:
         self.report = report
 
     def _repr_html_(self) -> str:
-        return render_html(self.report)
+        return render_html_fragment(self.report)
 
     def __repr__(self) -> str:
         return render_text(self.report)

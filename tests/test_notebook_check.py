@@ -1,6 +1,8 @@
 """`from grader import check` inside a running notebook grades the cells run so far and shows the
 feedback under the cell, in a real Jupyter kernel."""
 
+import re
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -43,6 +45,15 @@ def test_check_grades_the_cells_run_so_far_and_shows_the_report(tmp_path):
     assert "differs in" in second
     # check() grades every step; those not written yet are missing
     assert "Score: " in everything and everything.count('<td><span class="badge missing">') == 18
+    # a part of the notebook, not a document: its styles apply inside it only, so the notebook's
+    # other tables, code and text keep their look
+    for html in (first, second, everything):
+        assert "<html" not in html and "<body" not in html
+        assert html.startswith('<div class="attention-grader-report">')
+        css = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+        selectors = [group.strip() for rule in re.findall(r"([^{}]+)\{", css)
+                     for group in rule.split(",")]
+        assert selectors and all(s.startswith(".attention-grader-report") for s in selectors), selectors
 
 
 def test_check_outside_a_notebook_says_what_to_do():

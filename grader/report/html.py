@@ -3,6 +3,7 @@ so it works offline, in an e-mail attachment, or in a learning platform's previe
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from ..models import Report, StepResult
@@ -38,16 +39,45 @@ li.ok { color: var(--ok); } li.no { color: var(--bad); }
 
 
 def render_html(report: Report, **_) -> str:
-    percent = 100 * report.score / report.max_score if report.max_score else 0
-    parts = [
+    """A whole HTML document, styled for a page of its own."""
+    return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Attention grader: {escape(report.submission)}</title>",
         f"<style>{STYLE}</style></head><body>",
+        *_body(report, ""),
+        "</body></html>"]) + "\n"
+
+
+SCOPE = "attention-grader-report"
+
+
+def render_html_fragment(report: Report) -> str:
+    """The report as one <div> whose styles apply inside it only: what `check()` shows in a
+    notebook, where a whole document's CSS (body, table, pre) would restyle every other cell."""
+    return "\n".join([f'<div class="{SCOPE}">', f"<style>{scoped(STYLE, '.' + SCOPE)}</style>",
+                      *_body(report, "attention-grader-"), "</div>"]) + "\n"
+
+
+def scoped(css: str, scope: str) -> str:
+    """Every rule of `css` confined to the elements inside `scope` (`body` and `:root` are it)."""
+    rules = []
+    for selectors, block in re.findall(r"([^{}]+)\{([^}]*)\}", css):
+        inside = []
+        for selector in selectors.split(","):
+            selector = selector.strip()
+            inside.append(scope if selector in ("body", ":root") else f"{scope} {selector}")
+        rules.append(f"{', '.join(inside)} {{{block}}}")
+    return "\n".join(rules)
+
+
+def _body(report: Report, ids: str) -> list[str]:
+    percent = 100 * report.score / report.max_score if report.max_score else 0
+    parts = [
         "<h1>Attention grader report</h1>",
         f'<p class="sub">{escape(report.submission)}</p>',
-        f'<p class="score" id="score">Score: {report.score:g} / {report.max_score:g}</p>',
+        f'<p class="score" id="{ids}score">Score: {report.score:g} / {report.max_score:g}</p>',
         f'<div class="bar" role="img" aria-label="{percent:.0f}%"><span style="width:{percent:.1f}%">'
         "</span></div>",
     ]
@@ -56,19 +86,19 @@ def render_html(report: Report, **_) -> str:
               '<th class="num">Score</th></tr></thead><tbody>']
     for step in report.steps:
         parts.append(
-            f'<tr id="row-{escape(step.id)}"><td>{escape(step.section)}</td>'
-            f'<td><a href="#{escape(step.id)}"><code>{escape(step.id)}</code></a></td>'
+            f'<tr id="{ids}row-{escape(step.id)}"><td>{escape(step.section)}</td>'
+            f'<td><a href="#{ids}{escape(step.id)}"><code>{escape(step.id)}</code></a></td>'
             f'<td><span class="badge {step.status}">{LABELS[step.status]}</span></td>'
             f'<td class="num">{step.score:g} / {step.max_score:g}</td></tr>')
     parts.append("</tbody></table>")
-    parts += [_step_section(step) for step in report.steps if not step.passed]
+    parts += [_step_section(step, ids) for step in report.steps if not step.passed]
     parts.append(f'<p class="sub">attention-grader {escape(report.grader_version)}, '
-                 f"{report.seconds:.1f} s</p></body></html>")
-    return "\n".join(parts) + "\n"
+                 f"{report.seconds:.1f} s</p>")
+    return parts
 
 
-def _step_section(step: StepResult) -> str:
-    parts = [f'<section class="step" id="{escape(step.id)}">',
+def _step_section(step: StepResult, ids: str = "") -> str:
+    parts = [f'<section class="step" id="{ids}{escape(step.id)}">',
              f"<h2><code>{escape(step.id)}</code>: {escape(step.title)} "
              f'<span class="badge {step.status}">{LABELS[step.status]}</span></h2>']
     if step.mistake:
