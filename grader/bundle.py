@@ -25,6 +25,7 @@ import yaml
 
 from . import wire
 from .errors import RubricError, UsageError
+from .paths import course_root
 from .registry import applies
 from .rubric import Rubric, Step
 
@@ -43,7 +44,7 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
     """Write the student bundle for `rubric` into `out`; return the files written."""
     from .engine import prepare
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = course_root()
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty; choose a new folder for the bundle")
     steps = [visible_step(step) for step in rubric.steps]

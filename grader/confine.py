@@ -132,6 +132,7 @@ def confine(config: dict) -> dict:
         # Python itself may live under a folder only root can enter (/root/.pyenv here): make the
         # folders it needs enterable, in this mount namespace only, before giving up root.
         _make_traversable(libc, config.get("needed", []))
+        _hide(libc, config, applied["namespaces"])
     landlock = _landlock_rules(libc, config, applied)  # opened while every folder is reachable
     processes = config["limits"].get("processes")
     if processes and (root and config.get("uid") or "user" in applied["layers"]):
@@ -249,14 +250,22 @@ def _namespaces(libc, config: dict, applied: dict) -> None:
         os.mkdir(WORK, 0o700)
         if config.get("uid"):
             os.chown(WORK, config["uid"], config["uid"])
+    _hide(libc, config, done)
+    # Last: the namespace's first child, forked by _relay, is the PID namespace's init.
+    _layer(applied, "pid", libc.unshare(CLONE_NEWPID) == 0 or _error())
+
+
+def _hide(libc, config: dict, done: list[str]) -> None:
+    """An empty read-only tmpfs over each hidden folder (again after the folders on the way to
+    Python were covered: a mount made before may be under what was bound back)."""
+    needed = config.get("needed", [])
     for path in config.get("hide", []):
         if any(n == path or n.startswith(path.rstrip("/") + "/") for n in needed):
             continue  # Python, torch or the grader live in there: it must stay visible
         if os.path.isdir(path) and _mount(libc, b"tmpfs", path.encode(), b"tmpfs",
                                           MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k,mode=555"):
-            done.append(f"hidden {path}")
-    # Last: the namespace's first child, forked by _relay, is the PID namespace's init.
-    _layer(applied, "pid", libc.unshare(CLONE_NEWPID) == 0 or _error())
+            if f"hidden {path}" not in done:
+                done.append(f"hidden {path}")
 
 
 def _fresh_proc(libc) -> bool | str:
@@ -376,7 +385,8 @@ def _cover(libc, directory: str, keep: list[str], options: str) -> bool:
     stage = ".stage"  # relative: the working directory stays the real one whatever is mounted
     if children:
         os.mkdir(stage, 0o700)
-        if not _mount(libc, directory.encode(), stage.encode(), None, MS_BIND):
+        # recursive: what is mounted below (a hidden folder's tmpfs) stays mounted in what is kept
+        if not _mount(libc, directory.encode(), stage.encode(), None, MS_BIND | MS_REC):
             os.rmdir(stage)
             return False
     covered = _mount(libc, b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
@@ -570,12 +580,36 @@ def _rights(names, abi: int) -> int:
 def readable_paths(config: dict) -> list[str]:
     """What the worker may read: the system folders, Python, torch and the worker's own files.
 
-    A folder on sys.path that holds a hidden one (a checkout on the path) is left out: the worker
-    loads its own files by path and needs nothing else from it.
+    A folder that holds a hidden one (an installed grader whose package carries the course, a
+    checkout on sys.path) is granted entry by entry, all but the way to what is hidden: Landlock
+    grants whole trees, so the hidden folder must never be inside a granted one.
     """
-    hidden = [h.rstrip("/") + "/" for h in config.get("hide", [])]
-    return [p for p in (*SYSTEM_READ, *config.get("needed", []), *config.get("readable", []))
-            if os.path.exists(p) and not any(h.startswith(p.rstrip("/") + "/") for h in hidden)]
+    # Real paths throughout: a rule follows symbolic links (a venv's lib64 -> lib), so a link to a
+    # folder that holds a hidden one must be granted as that folder, entry by entry.
+    hidden = [os.path.realpath(h) for h in config.get("hide", [])]
+    granted: list[str] = []
+    for path in (*SYSTEM_READ, *config.get("needed", []), *config.get("readable", [])):
+        if os.path.exists(path):
+            granted += _all_but_hidden(path, hidden)
+    return list(dict.fromkeys(granted))
+
+
+def _all_but_hidden(path: str, hidden: list[str], depth: int = 0) -> list[str]:
+    path = os.path.realpath(path)
+    if any(path == h for h in hidden):
+        return []
+    if not any(h.startswith(path.rstrip("/") + "/") for h in hidden):
+        return [path]
+    if depth > 16:
+        return []
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError:
+        return []
+    found = []
+    for name in entries:
+        found += _all_but_hidden(os.path.join(path, name), hidden, depth + 1)
+    return found
 
 
 def _landlock_rules(libc, config: dict, applied: dict):

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from . import __version__
 from .models import Report, StepResult, total
+from .paths import course_root
 from .registry import applies
 from .replies import Died, LoadFailed, LoadReply, Malformed, MalformedReply, StepReply, TimedOut
 from .rubric import Rubric, Step, load_rubric
 from .sandbox import Limits, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
-DEFAULT_RUBRIC = Path(__file__).resolve().parent.parent / "config.yaml"
+DEFAULT_RUBRIC = course_root() / "config.yaml"
 GRACE = 5.0  # seconds past a time limit before a worker that ignores its alarm is killed
 
 

@@ -39,12 +39,13 @@ from pathlib import Path, PurePosixPath
 from .choose import choose
 from .engine import grade
 from .errors import GraderError, UsageError
+from .paths import course_root
 from .report.gradescope import results
 from .report.text import render_text
 from .rubric import load_rubric
 
 PACKAGE = Path(__file__).resolve().parent
-PROJECT = PACKAGE.parent
+PROJECT = course_root()  # the checkout, or the course packed into an installed grader
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -92,7 +93,8 @@ def archive_files(rubric_path: str | Path = PROJECT / "config.yaml") -> dict[str
         rubric_file.name: rubric_file,
     }
     for path in sorted(PACKAGE.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed"):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed") \
+                and path.relative_to(PACKAGE).parts[0] != "course":
             files[PurePosixPath("grader", *path.relative_to(PACKAGE).parts).as_posix()] = path
     # The reference solutions and the known mistakes, with the .py files beside them (one may
     # import the other), at the same place relative to the rubric as in the course's folder.
