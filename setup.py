@@ -1,8 +1,9 @@
 """Packs the course beside the grader in a wheel, so that an installed grader (a wheel, or
 `pip install .`) finds its rubric, reference solutions and exercises without the checkout.
 
-Everything else is in pyproject.toml. The course files (config.yaml, solutions/, exercises/ and the
-pyproject.toml and README.md that the Gradescope archive carries) are copied into the built package
+Everything else is in pyproject.toml. The course files (config.yaml, solutions/, exercises/, the
+pyproject.toml and README.md that the Gradescope archive carries, and this file, which the student
+bundle carries; in a bundle, expected.bin instead of solutions/) are copied into the built package
 as `grader/course/`; `grader.paths.course_root()` finds them there, or in the checkout when the
 grader runs from one (an editable install, the tests).
 """
@@ -13,7 +14,9 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-COURSE = ("config.yaml", "solutions", "exercises", "pyproject.toml", "README.md")
+# what exists of these is packed: a course has solutions/, a student bundle expected.bin instead
+COURSE = ("config.yaml", "solutions", "exercises", "expected.bin", "pyproject.toml", "README.md",
+          "setup.py")
 
 
 class BuildWithCourse(build_py):

@@ -72,9 +72,18 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
     (out / EXPECTED_FILE).write_bytes(data)
     (out / "config.yaml").write_text(_student_rubric(rubric, steps, hashlib.sha256(data).hexdigest()))
     shutil.copytree(repo / "exercises", out / "exercises")
-    shutil.copytree(Path(__file__).resolve().parent, out / "grader",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    package = Path(__file__).resolve().parent
+
+    def not_for_students(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+        if Path(folder).resolve() == package:
+            skipped.add("course")  # an installed grader's packed course: its solutions above all
+        return skipped
+
+    shutil.copytree(package, out / "grader", ignore=not_for_students)
     (out / "pyproject.toml").write_text(_PYPROJECT)
+    # the same packing step as the course's: installed (not editable), the bundle finds its rubric
+    shutil.copy(repo / "setup.py", out / "setup.py")
     (out / "README.md").write_text(_README)
     return sorted(p for p in out.rglob("*") if p.is_file())
 

@@ -70,5 +70,28 @@ def test_gradescope_and_bundle_from_a_wheel(installed, tmp_path):
     assert not any(name.startswith("grader/course/") for name in names)  # the course, once
     bundled = run(installed, tmp_path, "bundle", "--out", "bundle")
     assert bundled.returncode == 0, bundled.stderr
-    assert (tmp_path / "bundle" / "exercises" / "attention.ipynb").is_file()
-    assert not (tmp_path / "bundle" / "solutions").exists()
+    bundle = tmp_path / "bundle"
+    assert (bundle / "exercises" / "attention.ipynb").is_file()
+    # no solutions anywhere in it, not even the packed course of the installed grader
+    assert not any("solution" in p.name.lower() or "mistakes" in p.name for p in bundle.rglob("*"))
+    reference = (REPO_ROOT / "solutions" / "attention.py").read_text()
+    assert not any(p.is_file() and p.read_bytes() == reference.encode() for p in bundle.rglob("*"))
+
+    # the bundle installed as a student would, not editable: check finds its own rubric
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(tmp_path / "wheel"), str(bundle)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    venv = tmp_path / "student"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "zz-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                           "install", "--no-deps", "--no-index", str(wheel)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.copy(REPO_ROOT / "examples" / "student_notebook.ipynb", tmp_path / "mine.ipynb")
+    checked = run(venv / "bin", tmp_path, "check", "mine.ipynb")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "visible cases only" in checked.stdout or "hidden cases" in checked.stdout, checked.stdout
