@@ -22,11 +22,20 @@ def installed(tmp_path_factory) -> Path:
     source = base / "source"
     shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", "__pycache__", "build", "dist", "*.egg-info", ".ruff_cache", ".git"))
+    bin_folder = install_wheel_of(source, base)
+    site = next(base.glob("venv/lib/python3*/site-packages"))
+    assert (site / "grader" / "course" / "config.yaml").is_file()
+    return bin_folder
+
+
+def install_wheel_of(project: Path, base: Path) -> Path:
+    """Build `project`'s wheel offline, install it (not editable) into a fresh `base/venv` that sees
+    this environment's packages (torch...) but not this checkout; return its bin folder."""
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-w", str(base / "wheel"), str(source)],
+                            "--no-index", "-w", str(base / "wheel"), str(project)],
                            capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (base / "wheel").glob("attention_grader-*.whl")
+    (wheel,) = (base / "wheel").glob("*.whl")
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = next(venv.glob("lib/python3*/site-packages"))
@@ -35,7 +44,6 @@ def installed(tmp_path_factory) -> Path:
                            "install", "--no-deps", "--no-index", str(wheel)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (site / "grader" / "course" / "config.yaml").is_file()
     return venv / "bin"
 
 
@@ -78,20 +86,8 @@ def test_gradescope_and_bundle_from_a_wheel(installed, tmp_path):
     assert not any(p.is_file() and p.read_bytes() == reference.encode() for p in bundle.rglob("*"))
 
     # the bundle installed as a student would, not editable: check finds its own rubric
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-w", str(tmp_path / "wheel"), str(bundle)],
-                           capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (tmp_path / "wheel").glob("*.whl")
-    venv = tmp_path / "student"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    site = next(venv.glob("lib/python3*/site-packages"))
-    (site / "zz-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                           "install", "--no-deps", "--no-index", str(wheel)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+    student = install_wheel_of(bundle, tmp_path / "student")
     shutil.copy(REPO_ROOT / "examples" / "student_notebook.ipynb", tmp_path / "mine.ipynb")
-    checked = run(venv / "bin", tmp_path, "check", "mine.ipynb")
+    checked = run(student, tmp_path, "check", "mine.ipynb")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "visible cases only" in checked.stdout or "hidden cases" in checked.stdout, checked.stdout

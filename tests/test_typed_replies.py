@@ -45,7 +45,10 @@ def test_a_module_report_must_answer_what_was_asked():
     for broken in ({**good, "outputs": [torch.ones(2)] * 3},  # outputs for inputs never sent
                    {**good, "attributes": {"num_heads": 12}},  # attributes nobody asked for
                    {**good, "parameters": [["w", "big", "f"]]},
-                   {**good, "gradients": {"w": "yes"}}):
+                   {**good, "gradients": {"w": "yes"}},  # a gradient is a tensor or None
+                   {**good, "gradients": {"v": torch.ones(2)}},  # of a parameter it does not have
+                   {**good, "transposed": {"mask": torch.ones(2)}},  # a buffer never transposed
+                   {**good, "transposed": "the same"}):
         with pytest.raises(MalformedReply):
             decode_step({"missing": False, "results": [broken]}, BUILD_REQUEST)
 
