@@ -9,14 +9,14 @@
 
 __version__ = "0.1.0"
 
-from .engine import DEFAULT_RUBRIC, grade  # noqa: E402
+from .engine import grade  # noqa: E402
 from .errors import GraderError, InternalError, RubricError, UsageError  # noqa: E402
 from .models import CheckResult, Report, StepResult  # noqa: E402
 from .notebook import check  # noqa: E402
+from .paths import find_rubric  # noqa: E402
 from .rubric import Rubric, load_rubric  # noqa: E402
 
 __all__ = [
-    "DEFAULT_RUBRIC",
     "CheckResult",
     "GraderError",
     "InternalError",
@@ -27,6 +27,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "check",
+    "find_rubric",
     "grade",
     "load_rubric",
 ]

@@ -25,7 +25,6 @@ import yaml
 
 from . import wire
 from .errors import RubricError, UsageError
-from .paths import course_root
 from .registry import applies
 from .rubric import Rubric, Step
 
@@ -44,7 +43,13 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
     """Write the student bundle for `rubric` into `out`; return the files written."""
     from .engine import prepare
 
-    repo = course_root()
+    if rubric.reference is None:
+        raise UsageError(f"{rubric.path} is already a student bundle's rubric; build the bundle from "
+                         "the course's rubric (the one with the reference solutions), with --rubric")
+    course = Path(rubric.path).resolve().parent
+    if not (course / "exercises").is_dir():
+        raise UsageError(f"{course} has no exercises/ folder: the bundle hands the exercise stubs "
+                         "beside the rubric to students; put them there")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty; choose a new folder for the bundle")
     steps = [visible_step(step) for step in rubric.steps]
@@ -71,7 +76,8 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
     data = wire.encode(stored)
     (out / EXPECTED_FILE).write_bytes(data)
     (out / "config.yaml").write_text(_student_rubric(rubric, steps, hashlib.sha256(data).hexdigest()))
-    shutil.copytree(repo / "exercises", out / "exercises")
+    shutil.copytree(course / "exercises", out / "exercises",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
     package = Path(__file__).resolve().parent
 
     def not_for_students(folder: str, names: list[str]) -> set[str]:
@@ -81,9 +87,10 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
         return skipped
 
     shutil.copytree(package, out / "grader", ignore=not_for_students)
-    (out / "pyproject.toml").write_text(_PYPROJECT)
-    # the same packing step as the course's: installed (not editable), the bundle finds its rubric
-    shutil.copy(repo / "setup.py", out / "setup.py")
+    (out / "pyproject.toml").write_text(pyproject_text(
+        "The attention exercises and their grader (visible cases only).", plugin=True))
+    # installed (not editable), the grader finds its rubric and answers packed beside it
+    (out / "setup.py").write_text(_SETUP_PY)
     (out / "README.md").write_text(_README)
     return sorted(p for p in out.rglob("*") if p.is_file())
 
@@ -222,6 +229,13 @@ class _StoredDiagnoser:
                 yield diagnosis, lambda case, index, by_case=by_case: by_case[case.name]
 
 
+def pyproject_text(description: str, *, plugin: bool = False) -> str:
+    """The pyproject.toml of a grader shipped without its course checkout (a bundle, the archive)."""
+    entry = ('\n[project.entry-points.pytest11]\nattention_grader = "grader.pytest_plugin"\n'
+             if plugin else "")
+    return _PYPROJECT % {"description": description} + entry
+
+
 _PYPROJECT = """[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
@@ -229,7 +243,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "attention-grader"
 version = "0.1.0"
-description = "The attention exercises and their grader (visible cases only)."
+description = "%(description)s"
 requires-python = ">=3.10"
 dependencies = ["torch>=2.2", "numpy>=1.24", "nbformat>=5.7", "nbconvert>=7.0", "pyyaml>=6.0",
                 "matplotlib>=3.7"]
@@ -241,14 +255,54 @@ attention-grader = "grader.cli:main"
 packages = ["grader", "grader.report", "grader.batch"]
 """
 
+_SETUP_PY = """\"\"\"Packs this bundle's course (its rubric, expected answers and exercises) into the built
+package as grader/course/, so that the grader installed from here (pip install ., not editable) finds it.
+An editable install reads this folder itself. There are no reference solutions here to pack.\"\"\"
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+COURSE = ("config.yaml", "expected.bin", "exercises")
+
+
+class BuildWithCourse(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        root = Path(__file__).resolve().parent
+        target = Path(self.build_lib, "grader", "course")
+        target.mkdir(parents=True, exist_ok=True)
+        for name in COURSE:
+            source = root / name
+            if source.is_dir():
+                shutil.copytree(source, target / name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif source.is_file():
+                shutil.copy2(source, target / name)
+
+
+setup(cmdclass={"build_py": BuildWithCourse})
+"""
+
 _README = """# Chapter 3 exercises: attention mechanisms
 
 Fill in `exercises/attention.ipynb` (or `exercises/attention.py`), then check your work:
 
 ```bash
-python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e . && \\
+python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 . && \\
   .venv/bin/attention-grader check exercises/attention.ipynb
 ```
+
+`pip install -e .` works too. Other ways to check, with the same grading:
+
+- in the notebook itself: `from grader import check; check()` in a cell (or `check("softmax_naive")`
+  for one step) grades what the kernel has defined now;
+- with pytest (install it first): `pytest --attention-submission exercises/attention.ipynb`, one
+  test per step; add `--attention-strict` to count steps not yet implemented as failures.
 
 This bundle grades the book's example cases, with the same feedback as the course's grader. The
 hidden cases (other shapes, batch sizes and sequence lengths) are graded by the course when you

@@ -23,9 +23,12 @@ import sys
 import traceback
 
 from . import __version__, ci
-from .engine import DEFAULT_RUBRIC, grade
+from .engine import grade
 from .errors import GraderError
 from .report import FORMATS
+
+RUBRIC_HELP = ("the rubric file (default: $ATTENTION_GRADER_RUBRIC, else config.yaml in this folder or "
+               "above, else the course this grader came with; see the README)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="grade one submission and print the report",
                                 description="Grade one .py or .ipynb submission.")
     check.add_argument("submission", help="the student's .py file or .ipynb notebook")
-    check.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
-                       help="the rubric file (default: the bundled config.yaml)")
+    check.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     check.add_argument("--format", choices=sorted(FORMATS), default="text",
                        help="report format (default: text)")
     check.add_argument("--step", action="append", metavar="ID",
@@ -63,8 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run_autograder and the grader with its rubric and reference solutions.")
     gradescope.add_argument("--out", default="autograder.zip", metavar="FILE",
                             help="the archive to write (default: autograder.zip)")
-    gradescope.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
-                            help="the rubric file (default: the bundled config.yaml)")
+    gradescope.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
 
     run = commands.add_parser(
         "gradescope-run", help="grade a Gradescope submission (run_autograder calls this)",
@@ -74,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: $AUTOGRADER_ROOT/submission ($AUTOGRADER_ROOT: /autograder)")
     run.add_argument("--results", default=None, metavar="FILE",
                      help="default: $AUTOGRADER_ROOT/results/results.json")
-    run.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
-                     help="the rubric file (default: the bundled config.yaml)")
+    run.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
 
     from .batch.cli import add_export_parser, add_parsers
 
@@ -86,14 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the student bundle: the exercise stubs, the grader, a student rubric with "
         "only the visible cases and their answers precomputed, and no solutions.")
     bundle.add_argument("--out", required=True, metavar="DIR", help="a new folder for the bundle")
-    bundle.add_argument("--rubric", default=str(DEFAULT_RUBRIC), help="the course rubric")
+    bundle.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     sandbox = commands.add_parser(
         "sandbox", help="say which sandbox layers this machine gives the worker, and which it refuses",
         description="Start a worker as grading would, confine it, and list every sandbox layer: "
         "applied, or refused and why. Exit 2 if the rubric's `sandbox: require:` names a layer "
         "that is missing here, else 0.")
-    sandbox.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
-                         help="the rubric whose limits and `sandbox: require:` apply")
+    sandbox.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     sandbox.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
@@ -153,11 +152,12 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     from .confine import STOPS, expected_layers
     from .engine import hidden_paths
+    from .paths import find_rubric
     from .rubric import load_rubric
     from .sandbox import Limits, missing_layers, probe
 
     try:
-        rubric = load_rubric(args.rubric)
+        rubric = load_rubric(find_rubric(args.rubric))
         applied = probe(Limits.of(rubric.defaults), hidden_paths(rubric))
     except GraderError as exc:
         print(f"attention-grader: error: {exc}", file=sys.stderr)
@@ -183,10 +183,11 @@ def _bundle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .bundle import build_bundle
+    from .paths import find_rubric
     from .rubric import load_rubric
 
     try:
-        files = build_bundle(load_rubric(args.rubric), Path(args.out))
+        files = build_bundle(load_rubric(find_rubric(args.rubric)), Path(args.out))
     except GraderError as exc:
         print(f"attention-grader: error: {exc}", file=sys.stderr)
         return exc.exit_code

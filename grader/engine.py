@@ -16,24 +16,24 @@ from pathlib import Path
 
 from . import __version__
 from .models import Report, StepResult, total
-from .paths import course_root
+from .paths import find_rubric
 from .registry import applies
 from .replies import Died, LoadFailed, LoadReply, Malformed, MalformedReply, StepReply, TimedOut
 from .rubric import Rubric, Step, load_rubric
 from .sandbox import Limits, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
 
-DEFAULT_RUBRIC = course_root() / "config.yaml"
 GRACE = 5.0  # seconds past a time limit before a worker that ignores its alarm is killed
 
 
-def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric = DEFAULT_RUBRIC,
+def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric | None = None,
           steps: list[str] | None = None, seed: int | None = None) -> Report:
     """Grade one submission (a file, or code already read) against the rubric; every chosen step
     is in the report. With `seed` (and one step), only that step's case with this seed is replayed.
+    Without `rubric`, the rubric is found by the rule in grader/paths.py.
     """
     started = time.monotonic()
-    rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
+    rubric = rubric if isinstance(rubric, Rubric) else load_rubric(find_rubric(rubric))
     chosen = [rubric.step(s) for s in steps] if steps else list(rubric.steps)
     if seed is not None:
         chosen = [replay_case(step, seed) for step in chosen]
@@ -256,5 +256,5 @@ class Session:
         self._discard()
 
 
-__all__ = ["DEFAULT_RUBRIC", "Session", "grade", "grade_prepared", "prepare",
+__all__ = ["Session", "grade", "grade_prepared", "prepare",
            "unreadable_report"]

@@ -20,13 +20,23 @@ The reference solutions are in the archive: it runs on the course's side, studen
 or attention.py, at any depth, else the only notebook, else the only .py file), grades it with the
 whole rubric and writes results.json (see grader/report/gradescope.py; every step is one test,
 visible at once). The root folder is `$AUTOGRADER_ROOT` (default /autograder), so that a test can
-lay out a fake one. If the grader itself cannot run (exit 2), no results.json is written: Gradescope
-then shows the run as an autograder failure the staff can look into and rerun, rather than a score
-the student did not earn.
+lay out a fake one.
+
+results.json is written in every outcome, as Gradescope asks. When the grader itself cannot grade
+(a broken archive, a rubric error, a bug), the student sees that the submission could not be graded
+and that it is not their fault; the reason and the traceback go in a test only the staff see
+(`visibility: hidden`) and in the log; the exit status is 2, and the staff regrade once it is fixed.
+
+Memory: Gradescope's default container has 768 MB, and the rubric's default `memory_mb` (2048, address
+space) would let one submission take the container down with the grader. So the worker's limit is
+lowered at run time to what the container leaves beside the grader (768 MB there: see fit_memory),
+and the log says so; where even torch would not fit, the submission is not graded, with the reason
+for the staff (give the autograder more memory in the assignment's settings).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -36,16 +46,23 @@ import traceback
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from .bundle import pyproject_text
 from .choose import choose
 from .engine import grade
 from .errors import GraderError, UsageError
-from .paths import course_root
+from .paths import find_rubric
 from .report.gradescope import results
 from .report.text import render_text
-from .rubric import load_rubric
+from .rubric import Rubric, load_rubric
 
 PACKAGE = Path(__file__).resolve().parent
-PROJECT = course_root()  # the checkout, or the course packed into an installed grader
+MEMORY_ENVIRONMENT = "AUTOGRADER_MEMORY_MB"  # the container's memory, where it cannot be read
+# The worker's limit is address space; the container's is resident memory. Measured on Linux x86-64
+# with torch 2.13 (benchmarks/ is not needed for these: /proc/self/status after `import torch`):
+GRADER_RESIDENT_MB = 300  # the grader's own process with torch and the reference loaded (265 MB)
+WORKER_UNRESIDENT_MB = 400  # what torch maps in the worker but does not touch (VmSize 623, VmRSS 218)
+MARGIN_MB = 100
+WORKER_FLOOR_MB = 700  # the address space the worker needs to import torch and grade
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -80,16 +97,20 @@ exec "${PYTHON:-$ROOT/venv/bin/python3}" -m grader gradescope-run \\
 """
 
 
-def archive_files(rubric_path: str | Path = PROJECT / "config.yaml") -> dict[str, Path | str]:
+def archive_files(rubric_path: str | Path | None = None) -> dict[str, Path | str]:
     """What goes into the archive: its path there -> a file to copy, or the text itself."""
+    rubric_path = find_rubric(rubric_path)
     rubric = load_rubric(rubric_path)  # refuse an invalid rubric now, not on Gradescope
+    if rubric.reference is None:
+        raise UsageError(f"{rubric_path} is a student bundle's rubric (the visible cases' answers, no "
+                         "reference solutions): an archive built from it could not grade the hidden "
+                         "cases. Build the archive from the course's rubric, with --rubric")
     rubric_file = Path(rubric_path).resolve()
     base = rubric_file.parent
     files: dict[str, Path | str] = {
         "setup.sh": SETUP_SH,
         "run_autograder": RUN_AUTOGRADER % {"rubric": rubric_file.name},
-        "pyproject.toml": PROJECT / "pyproject.toml",
-        "README.md": PROJECT / "README.md",
+        "pyproject.toml": pyproject_text("The attention exercises' grader, for Gradescope."),
         rubric_file.name: rubric_file,
     }
     for path in sorted(PACKAGE.rglob("*")):
@@ -115,9 +136,9 @@ def archive_files(rubric_path: str | Path = PROJECT / "config.yaml") -> dict[str
     return files
 
 
-def build_archive(out: str | Path, rubric_path: str | Path = PROJECT / "config.yaml") -> Path:
+def build_archive(out: str | Path, rubric_path: str | Path | None = None) -> Path:
     out = Path(out)
-    files = archive_files(rubric_path)
+    files = archive_files(rubric_path)  # everything is checked before the archive is opened
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, source in files.items():
             info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
@@ -129,7 +150,7 @@ def build_archive(out: str | Path, rubric_path: str | Path = PROJECT / "config.y
     return out
 
 
-def build_archive_command(out: str, rubric_path: str) -> int:
+def build_archive_command(out: str, rubric_path: str | None) -> int:
     try:
         path = build_archive(out, rubric_path)
     except GraderError as exc:
@@ -159,28 +180,96 @@ def autograder_root() -> Path:
     return Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder")
 
 
-def run_command(submission_dir: str | None, results_file: str | None, rubric_path: str) -> int:
+def run_command(submission_dir: str | None, results_file: str | None, rubric_path: str | None) -> int:
     root = autograder_root()
     folder = Path(submission_dir) if submission_dir else root / "submission"
     target = Path(results_file) if results_file else root / "results" / "results.json"
+    try:
+        rubric = load_rubric(find_rubric(rubric_path))
+        rubric, memory_note = fit_memory(rubric, container_memory_mb())
+    except GraderError as exc:
+        return _cannot_grade(target, f"attention-grader: error: {exc}", exc.exit_code)
+    if memory_note:
+        print(f"attention-grader: {memory_note}")
     path, problem = find_submission(folder)
     if path is None:
         print(problem)
         _write(target, {"score": 0.0, "output": problem, "visibility": "visible", "tests": []})
         return 0
     try:
-        report = grade(path, rubric=rubric_path)
+        report = grade(path, rubric=rubric)
     except GraderError as exc:
-        print(f"attention-grader: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _cannot_grade(target, f"attention-grader: error: {exc}", exc.exit_code)
     except Exception:  # the grader's own failure: never the student's score
-        traceback.print_exc()
-        print("attention-grader: internal error: the grader failed (not the submission).",
-              file=sys.stderr)
-        return 2
+        return _cannot_grade(target, "attention-grader: internal error: the grader failed (not the "
+                             "submission).\n" + traceback.format_exc(), 2)
     sys.stdout.write(render_text(report))  # the autograder log, for the staff
     _write(target, results(report))
     return 0
+
+
+def _cannot_grade(target: Path, reason: str, exit_code: int) -> int:
+    """results.json when the grader itself fails: a visible 'not graded, not your fault', and the
+    reason in a test that only the staff see."""
+    print(reason, file=sys.stderr)
+    _write(target, {
+        "score": 0.0,
+        "output": ("Your submission could not be graded: the autograder itself failed, not your "
+                   "work. The course staff can see why; they will fix it and regrade. You do not "
+                   "need to submit again."),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [{"name": "Autograder failure (staff only)", "score": 0.0, "max_score": 0.0,
+                   "status": "failed", "output": reason, "visibility": "hidden"}],
+        "extra_data": {"grader_failed": True, "exit_code": exit_code},
+    })
+    return exit_code
+
+
+def container_memory_mb() -> int | None:
+    """The memory this container may use, in MB: $AUTOGRADER_MEMORY_MB, else the cgroup's limit
+    (v2, then v1), else the machine's; None when none can be read."""
+    named = os.environ.get(MEMORY_ENVIRONMENT)
+    if named:
+        try:
+            return int(named)
+        except ValueError:
+            raise UsageError(f"{MEMORY_ENVIRONMENT}={named!r} is not a number of MB") from None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # "max", or v1's huge "no limit"
+            return int(text) // (1024 * 1024)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def fit_memory(rubric: Rubric, container_mb: int | None) -> tuple[Rubric, str]:
+    """The rubric with its memory limits lowered to what the container leaves beside the grader,
+    and a note for the log (empty when nothing changed). UsageError where torch would not fit."""
+    if container_mb is None:
+        return rubric, ""
+    # what the worker may map so that its resident memory and the grader's fit in the container
+    room = container_mb - GRADER_RESIDENT_MB - MARGIN_MB + WORKER_UNRESIDENT_MB
+    if room < WORKER_FLOOR_MB:
+        need = WORKER_FLOOR_MB + GRADER_RESIDENT_MB + MARGIN_MB - WORKER_UNRESIDENT_MB
+        raise UsageError(f"this container has {container_mb} MB; the grader needs at least {need} MB "
+                         "(itself and a worker with torch). Give the autograder more memory in the "
+                         "assignment's Autograder Settings and regrade")
+    if rubric.defaults.memory_mb <= room and all(step.memory_mb <= room for step in rubric.steps):
+        return rubric, ""
+    steps = tuple(dataclasses.replace(step, memory_mb=min(step.memory_mb, room)) for step in rubric.steps)
+    defaults = dataclasses.replace(rubric.defaults, memory_mb=min(rubric.defaults.memory_mb, room))
+    return (dataclasses.replace(rubric, defaults=defaults, steps=steps),
+            f"the worker's memory limit is {room} MB (the rubric says {rubric.defaults.memory_mb} MB; "
+            f"so that the worker and the grader fit in this container's {container_mb} MB)")
 
 
 def _write(target: Path, data: dict) -> None:
@@ -188,4 +277,5 @@ def _write(target: Path, data: dict) -> None:
     target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-__all__ = ["archive_files", "build_archive", "find_submission", "run_command"]
+__all__ = ["archive_files", "build_archive", "container_memory_mb", "find_submission", "fit_memory",
+           "run_command"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .engine import DEFAULT_RUBRIC, grade
+from .engine import grade
 from .errors import UsageError
 from .models import Report
 from .report.html import render_html_fragment
@@ -35,7 +35,7 @@ class NotebookReport:
         return render_text(self.report)
 
 
-def check(*steps: str, rubric: str | Path | Rubric = DEFAULT_RUBRIC, seed: int | None = None,
+def check(*steps: str, rubric: str | Path | Rubric | None = None, seed: int | None = None,
           shell=None) -> NotebookReport:
     """Grade these steps (all steps when none is named) of the cells run so far in this kernel."""
     if shell is None:

@@ -126,7 +126,7 @@ class GradingPlugin:
             steps = [item.name for item in session.items if isinstance(item, Step)]
             try:
                 self.report = engine.grade(self.submission, steps=steps,
-                                           rubric=self.rubric or engine.DEFAULT_RUBRIC)
+                                           rubric=self.rubric)
             except GraderError as exc:
                 self.failure = f"attention-grader: error: {exc}"
         return self.report
@@ -140,12 +140,12 @@ class Submission(pytest.File):
         self.grading = grading
 
     def collect(self):
-        from .engine import DEFAULT_RUBRIC
         from .errors import GraderError
+        from .paths import find_rubric
         from .rubric import load_rubric
 
         try:
-            steps = load_rubric(self.grading.rubric or DEFAULT_RUBRIC).steps
+            steps = load_rubric(find_rubric(self.grading.rubric)).steps
         except GraderError as exc:
             raise self.CollectError(f"attention-grader: {exc}") from None
         return [Step.from_parent(self, name=step.id, section=step.section, title=step.title)

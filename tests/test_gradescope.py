@@ -23,20 +23,24 @@ def archive(tmp_path_factory):
     return out
 
 
-def autograder(tmp_path, archive, submission, name):
+def autograder(tmp_path, archive, submission, name, *, exit_code=0, damage=None, **environment):
     """Lay out /autograder as Gradescope does, run run_autograder, return results.json."""
     source = tmp_path / "source"
     with zipfile.ZipFile(archive) as z:
         z.extractall(source)
+    if damage:
+        damage(source)
     (tmp_path / "submission").mkdir()
     (tmp_path / "results").mkdir()
     shutil.copy(submission, tmp_path / "submission" / name)
     env = {**os.environ, "AUTOGRADER_ROOT": str(tmp_path), "PYTHON": sys.executable,
-           "PYTHONPATH": str(source)}
+           "PYTHONPATH": str(source), **environment}
     done = subprocess.run(["bash", str(source / "run_autograder")], env=env, capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    return json.loads((tmp_path / "results" / "results.json").read_text())
+    assert done.returncode == exit_code, done.stdout + done.stderr
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    results["log"] = done.stdout + done.stderr
+    return results
 
 
 def test_the_archive_has_what_gradescope_runs(archive):
@@ -48,7 +52,7 @@ def test_the_archive_has_what_gradescope_runs(archive):
     # torch from PyTorch's CPU-only index, never PyPI's CUDA build (several GB, no GPU there)
     install = next(line for line in setup.replace("\\\n", " ").splitlines() if "torch==" in line)
     assert "--index-url https://download.pytorch.org/whl/cpu" in install
-    assert {"setup.sh", "run_autograder", "config.yaml", "pyproject.toml", "README.md",
+    assert {"setup.sh", "run_autograder", "config.yaml", "pyproject.toml",
             "grader/__init__.py", "grader/worker.py", "grader/report/text.py",
             "solutions/attention.py", "solutions/mistakes.py"} <= names
     assert not any("__pycache__" in name for name in names)
@@ -110,3 +114,52 @@ def test_an_invalid_rubric_builds_no_archive(tmp_path, capsys):
     assert cli.main(["gradescope", "--out", str(tmp_path / "a.zip"), "--rubric", str(rubric)]) == 2
     assert "config.yaml" in capsys.readouterr().err
     assert not (tmp_path / "a.zip").exists()
+
+
+def test_a_grader_that_cannot_grade_still_writes_results_for_staff_eyes(tmp_path, archive):
+    """Gradescope asks for results.json in every outcome: the student reads that it is not their
+    fault, the reason is in a test only the staff see, and the exit status says the grader failed."""
+    def break_reference(source):
+        (source / "solutions" / "attention.py").write_text("raise RuntimeError('half-edited')\n")
+
+    results = autograder(tmp_path, archive, REPO_ROOT / "solutions" / "attention.py", "attention.py",
+                         exit_code=2, damage=break_reference)
+    assert results["score"] == 0
+    assert "not your work" in results["output"] and "regrade" in results["output"]
+    (staff,) = results["tests"]
+    assert staff["visibility"] == "hidden" and "half-edited" in staff["output"]
+    assert results["extra_data"]["grader_failed"] is True
+
+
+def test_the_worker_is_limited_to_what_a_small_container_leaves(tmp_path, archive):
+    """The rubric's 2048 MB of address space would let a submission take a 768 MB container (and the
+    grader with it) down: the limit is lowered to fit, and a container too small is refused."""
+    hog = tmp_path / "hog.py"
+    hog.write_text((REPO_ROOT / "solutions" / "attention.py").read_text() + """
+_right = softmax_naive
+
+
+def softmax_naive(x):
+    hoard = bytearray(900 * 1024 * 1024)  # more than a 768 MB container leaves the worker
+    return _right(x) + 0 * len(hoard)
+""")
+    small = autograder(tmp_path / "small", archive, hog, "attention.py", AUTOGRADER_MEMORY_MB="768")
+    assert "the worker's memory limit is 768 MB" in small["log"]
+    (softmax,) = [t for t in small["tests"] if "softmax_naive" in t["name"]]
+    assert softmax["score"] == 0 and "memory" in softmax["output"], softmax
+    assert small["score"] == 98 - softmax["max_score"]
+    roomy = autograder(tmp_path / "roomy", archive, hog, "attention.py", AUTOGRADER_MEMORY_MB="8192")
+    assert roomy["score"] == 98, roomy["output"]
+    tiny = autograder(tmp_path / "tiny", archive, hog, "attention.py", exit_code=2,
+                      AUTOGRADER_MEMORY_MB="400")
+    assert "Autograder Settings" in tiny["tests"][0]["output"]
+
+
+def test_an_archive_is_not_built_from_a_student_bundle(tmp_path, capsys):
+    assert cli.main(["bundle", "--out", str(tmp_path / "bundle")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "a.zip"
+    student_rubric = str(tmp_path / "bundle" / "config.yaml")
+    assert cli.main(["gradescope", "--out", str(out), "--rubric", student_rubric]) == 2
+    assert "student bundle" in capsys.readouterr().err
+    assert not out.exists()

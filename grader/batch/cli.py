@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..engine import DEFAULT_RUBRIC
 from ..errors import GraderError, UsageError
+from ..paths import find_rubric
 from ..rubric import load_rubric
 
 
@@ -21,7 +21,8 @@ def add_parsers(commands) -> None:
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                        help="files, folders (one file or folder per student) or a zip export")
     grade.add_argument("--out", required=True, help="the folder for the gradebook and the results")
-    grade.add_argument("--rubric", default=str(DEFAULT_RUBRIC), help="the rubric file")
+    grade.add_argument("--rubric", default=None, metavar="FILE",
+                       help="the rubric file (default: found as for check)")
     grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                        help="submissions graded at once (default: the number of cores)")
     grade.add_argument("--id-pattern", metavar="REGEX",
@@ -42,8 +43,8 @@ def add_parsers(commands) -> None:
     merge.add_argument("shards", nargs="+", metavar="SHARD_DIR",
                        help="the --out folders of the shards, all N of them")
     merge.add_argument("--out", required=True, help="the folder for the merged gradebook")
-    merge.add_argument("--rubric", default=str(DEFAULT_RUBRIC),
-                       help="the rubric the shards were graded with")
+    merge.add_argument("--rubric", default=None, metavar="FILE",
+                       help="the rubric the shards were graded with (default: found as for check)")
 
 
 def add_export_parser(commands) -> None:
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "merge":
-            rows = merge([Path(s) for s in args.shards], Path(args.out), load_rubric(args.rubric))
+            rubric = load_rubric(find_rubric(args.rubric))
+            rows = merge([Path(s) for s in args.shards], Path(args.out), rubric)
             print(f"{args.out}: gradebook of {len(rows)} students from {len(args.shards)} shards")
             return 0
         if args.executor == "dask" and not args.scheduler:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..engine import DEFAULT_RUBRIC, grade_prepared, prepare, unreadable_report
+from ..engine import grade_prepared, prepare, unreadable_report
 from ..errors import GraderError, UsageError
 from ..models import Report
+from ..paths import find_rubric
 from ..rubric import Rubric, load_rubric
 from ..submission import UnreadableSubmission, read_submission
 from .collect import Collection, Entry, collect, read_groups
@@ -47,14 +48,14 @@ class Outcome:
         return sum(1 for row in self.rows if row.status.startswith("not graded"))
 
 
-def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path | Rubric = DEFAULT_RUBRIC,
+def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path | Rubric | None = None,
                 jobs: int | None = None, id_pattern: str | None = None, regrade: tuple[str, ...] = (),
                 groups: str | Path | None = None,
                 shard: tuple[int, int] | None = None, executor: str = "local",
                 scheduler: str | None = None, progress=None) -> Outcome:
     started = time.monotonic()
     out = Path(out)
-    rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
+    rubric = rubric if isinstance(rubric, Rubric) else load_rubric(find_rubric(rubric))
     (out / "results").mkdir(parents=True, exist_ok=True)
     collection = collect([Path(i) for i in inputs], out / "submissions", id_pattern,
                          read_groups(Path(groups)) if groups else None)
