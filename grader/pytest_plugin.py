@@ -17,14 +17,23 @@ is taken from where it is written: the current directory for the command line, t
 the rootdir's pyproject.toml). It is installed with the grader (a `pytest11` entry point) and does
 nothing at all unless a submission is configured.
 
-The items are collected under one collector for the submission file (added to the session's
-collection, after the paths pytest was given, so in every run), named by step id
-(`attention.ipynb::softmax_naive`), so `-k softmax`, `-x`, `--junitxml` and `-q` behave as usual.
+The items are collected under one collector for the submission file, named by step id
+(`attention.ipynb::softmax_naive`): a node id pytest prints can be given back to it
+(`pytest attention.ipynb::softmax_naive`), and `-k softmax`, `-x`, `--junitxml` and `-q` behave as
+usual. The steps join a run that names no paths (pytest's testpaths or the current folder) or
+whose paths include the submission; `pytest tests/test_x.py::test_y` runs that test alone.
+
 The submission is graded once per session, on the first item that runs, for the steps that were
-selected; each item then passes, fails with the step's feedback (no Python traceback), or is
-skipped with the reason when the step is not implemented yet. If the grader itself cannot run, every
-item fails with its message; an invalid rubric is a collection error. `-p no:attention_grader` turns
-the plugin off for one run.
+selected; each item then passes, fails with the step's feedback and hint (no Python traceback), or
+is skipped with the reason when the step is not implemented yet. Skipping is the default because a
+half-finished notebook is work in progress, not a failure, and pytest's `-rs` lists what is left;
+`--attention-strict` (ini `attention_strict = true`) makes a step not implemented a failure, for CI,
+so that untouched stubs are never green. The submission's notes (a cell that raised, code that was
+skipped) are printed in their own section at the end. A submission that does not exist, or a
+rubric that cannot be found or is invalid, stops the run with a usage error (exit 4); if the grader
+itself cannot run, every item fails with its message. `-p no:attention_grader` turns the plugin off.
+
+Under pytest-xdist each worker process is its own session and grades the steps it runs.
 """
 
 from __future__ import annotations
@@ -42,10 +51,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--attention-submission", metavar="PATH", default=None,
                     help="grade this notebook or .py file: one test per rubric step")
     group.addoption("--attention-rubric", metavar="PATH", default=None,
-                    help="the rubric (default: the grader's bundled config.yaml)")
+                    help="the rubric (default: found as for `attention-grader check`)")
+    group.addoption("--attention-strict", action="store_true", default=None,
+                    help="a step not implemented yet fails instead of being skipped (for CI)")
+    parser.addini("attention_strict", "attention-grader: a step not implemented fails (for CI)",
+                  type="bool", default=False)
     parser.addini("attention_submission", "the submission attention-grader grades (one test per step)",
                   default=None)
-    parser.addini("attention_rubric", "the rubric for attention-grader (default: the bundled one)",
+    parser.addini("attention_rubric", "the rubric for attention-grader (default: found as for check)",
                   default=None)
 
 
@@ -91,31 +104,61 @@ def pytest_configure(config: pytest.Config) -> None:
     if submission.is_dir():  # a folder: the file `grade` and `gradescope-run` would grade in it
         from .choose import choose
 
-        picked = choose([(p.relative_to(submission).as_posix(), (), p)
-                         for p in sorted(submission.rglob("*")) if p.is_file()]).chosen
-        submission = picked or submission
-    config.pluginmanager.register(GradingPlugin(submission, configured(config, "rubric")),
+        choice = choose([(p.relative_to(submission).as_posix(), (), p)
+                         for p in sorted(submission.rglob("*")) if p.is_file()])
+        if choice.chosen is None:
+            raise pytest.UsageError(f"attention-grader: {submission} has {choice.problem}")
+        submission = choice.chosen
+    if not submission.is_file():
+        raise pytest.UsageError(f"attention-grader: the submission {submission} does not exist; "
+                                "check --attention-submission (or attention_submission in the config)")
+    from .errors import GraderError
+    from .paths import find_rubric
+
+    try:
+        rubric = find_rubric(configured(config, "rubric"), start=config.invocation_params.dir)
+    except GraderError as exc:
+        raise pytest.UsageError(f"attention-grader: {exc}") from None
+    strict = config.getoption("--attention-strict") or config.getini("attention_strict")
+    include = config.args_source != pytest.Config.ArgsSource.ARGS  # no paths named
+    config.pluginmanager.register(GradingPlugin(submission.resolve(), rubric, bool(strict), include),
                                   "attention-grader-session")
 
 
 class GradingPlugin:
-    def __init__(self, submission: Path, rubric: Path | None):
+    def __init__(self, submission: Path, rubric: Path, strict: bool, include: bool):
         self.submission = submission
         self.rubric = rubric
+        self.strict = strict
+        self.include = include  # add the steps to a run that named no paths
         self.report = None
         self.failure: str | None = None  # why the grader could not run
 
-    # The session's own collection gets one more collector, the submission file, after the paths
-    # pytest was given: so its items are counted, listed, selected and deselected like any others.
+    # A path pytest is given (or finds under one it is given) that is the submission is collected
+    # as the steps: so the node ids it prints can be given back to it.
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
+        if not self.include and file_path.resolve() == self.submission:
+            return Submission.from_parent(parent, path=file_path, grading=self)
+        return None
+
+    # A run that named no paths gets one more collector, the submission file, after the others:
+    # its items are counted, listed, selected and deselected like any others.
     @pytest.hookimpl(wrapper=True)
     def pytest_make_collect_report(self, collector: pytest.Collector):
         report = yield
-        if isinstance(collector, pytest.Session) and report.passed:
+        if isinstance(collector, pytest.Session) and report.passed and self.include:
             report.result.append(Submission.from_parent(collector, path=self.submission, grading=self))
         return report
 
     def pytest_report_header(self, config: pytest.Config) -> str:
-        return f"attention-grader: {self.submission} (rubric: {self.rubric or 'bundled'})"
+        strict = ", strict: a step not implemented fails" if self.strict else ""
+        return f"attention-grader: {self.submission} (rubric: {self.rubric}{strict})"
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
+        if self.report is not None and self.report.notes:
+            terminalreporter.section("attention-grader: notes on the submission")
+            for note in self.report.notes:
+                terminalreporter.line(f"- {note}")
 
     def grade(self, session: pytest.Session):
         """Grade the submission once, for the steps selected in this session."""
@@ -141,11 +184,10 @@ class Submission(pytest.File):
 
     def collect(self):
         from .errors import GraderError
-        from .paths import find_rubric
         from .rubric import load_rubric
 
         try:
-            steps = load_rubric(find_rubric(self.grading.rubric)).steps
+            steps = load_rubric(self.grading.rubric).steps
         except GraderError as exc:
             raise self.CollectError(f"attention-grader: {exc}") from None
         return [Step.from_parent(self, name=step.id, section=step.section, title=step.title)
@@ -172,13 +214,14 @@ class Step(pytest.Item):
         if report is None:
             raise GraderFailed(grading.failure)
         result = next(step for step in report.steps if step.id == self.name)
-        self.user_properties.append(("score", f"{result.score:g}/{result.max_score:g}"))
-        if result.status == "not_implemented":
+        if result.status == "not_implemented" and not grading.strict:
             pytest.skip(result.feedback.strip().splitlines()[0] if result.feedback.strip()
                         else "not implemented")
         if not result.passed:
             status = result.status.replace("_", " ")
-            raise StepFailed(f"{result.feedback.strip()}\n\n{result.id}: {status}, "
+            hint = (f"\n\nHint: {result.hints[0]}" if result.hints and not result.mistake
+                    and result.status in ("failed", "error") else "")
+            raise StepFailed(f"{result.feedback.strip()}{hint}\n\n{result.id}: {status}, "
                              f"{result.score:g}/{result.max_score:g} points")
 
     def repr_failure(self, excinfo, style=None):

@@ -75,3 +75,30 @@ def grade_many(rubric, sources: dict[str, str], folder: Path, jobs: int = 2) -> 
         futures = {name: pool.submit(grade_prepared, read_submission(path), rubric, prepared,
                                      diagnoser, zygote) for name, path in paths.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+# junit-10.xsd (the schema pytest's JUnit XML targets): the attributes and children each element may have
+JUNIT_10 = {
+    "testsuites": ({"name", "time", "tests", "failures", "disabled", "errors"}, {"testsuite"}),
+    "testsuite": ({"name", "tests", "failures", "errors", "group", "time", "disabled", "skipped",
+                   "timestamp", "hostname", "id", "package", "file", "log", "url", "version"},
+                  {"properties", "testcase", "system-out", "system-err"}),
+    "properties": (set(), {"property"}),
+    "property": ({"name", "value"}, set()),
+    "testcase": ({"name", "assertions", "time", "timestamp", "classname", "status", "file", "line",
+                  "log", "group", "url"}, {"skipped", "error", "failure", "system-out", "system-err"}),
+    "skipped": ({"message"}, set()),
+    "error": ({"message", "type"}, set()),
+    "failure": ({"message", "type"}, set()),
+    "system-out": (set(), set()),
+    "system-err": (set(), set()),
+}
+
+
+def assert_junit_10(root) -> None:
+    """Every element of this JUnit XML tree has only what junit-10.xsd allows it."""
+    for element in root.iter():
+        attributes, children = JUNIT_10[element.tag]
+        assert set(element.attrib) <= attributes, (element.tag, set(element.attrib) - attributes)
+        assert {child.tag for child in element} <= children, element.tag
+        assert "name" in element.attrib or element.tag not in ("testsuite", "testcase", "testsuites")

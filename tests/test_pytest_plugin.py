@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch  # noqa: F401
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, assert_junit_10
 
 # pytester runs pytest in this process and afterwards removes the modules the run imported: torch
 # must be imported before, here, or the next run would import it a second time (which crashes).
@@ -60,6 +60,7 @@ def test_x_stops_at_the_first_failure_and_junitxml_has_the_steps(pytester, broke
                                 "-p", "no:cacheprovider")
     # steps 1 to 4 pass, attention_weights (step 5) fails, and the run stops
     result.assert_outcomes(passed=4, failed=1)
+    assert_junit_10(ET.parse(xml).getroot())  # no <properties> inside a testcase, say
     cases = ET.parse(xml).getroot().iter("testcase")
     outcome = {c.get("name"): c.find("failure") is not None for c in cases}
     assert list(outcome) == ["attn_scores_for_query", "softmax_naive", "context_vector",
@@ -71,14 +72,16 @@ def test_configured_in_pyproject_and_ini(pytester):
     shutil.copy(SOLUTIONS, pytester.path / "attention.py")
     pytester.makepyprojecttoml('[tool.attention-grader]\nsubmission = "attention.py"\n')
     pytester.makepyfile(test_own="def test_own():\n    pass\n")
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=20)  # a run naming no paths: the steps beside the project's tests
     result = pytester.runpytest("-q", "-p", "no:cacheprovider", "test_own.py")
-    result.assert_outcomes(passed=20)  # the steps are graded in every run, beside the project's tests
+    result.assert_outcomes(passed=1)  # a run naming other paths: those alone
 
     (pytester.path / "pyproject.toml").unlink()
     pytester.makeini("[pytest]\nattention_submission = attention.py\n")
     result = pytester.runpytest("-p", "no:cacheprovider", "-k", "softmax")
     result.assert_outcomes(passed=1, deselected=19)  # the other steps and test_own
-    result.stdout.fnmatch_lines(["attention-grader: *attention.py (rubric: bundled)"])
+    result.stdout.fnmatch_lines([f"attention-grader: *attention.py (rubric: {REPO_ROOT}/config.yaml)"])
 
 
 def test_without_a_submission_the_plugin_does_nothing(pytester):
@@ -95,3 +98,38 @@ def test_a_bad_rubric_is_a_usage_error(pytester, tmp_path):
                                 "--attention-rubric", str(rubric), "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*ERROR collecting*", "attention-grader: *config.yaml: *"])
+
+
+def test_a_printed_node_id_can_be_rerun(pytester, broken):
+    shutil.copy(broken, pytester.path / "attention.py")
+    pytester.makeini("[pytest]\nattention_submission = attention.py\n")
+    first = pytester.runpytest("-p", "no:cacheprovider", "-q")
+    first.assert_outcomes(passed=18, failed=1)
+    (failed,) = re.findall(r"FAILED (\S+)", first.stdout.str())
+    assert failed == "attention.py::attention_weights"
+    again = pytester.runpytest("-p", "no:cacheprovider", "-q", failed)
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["*softmax_wrong_dim*"])
+
+
+def test_strict_makes_untouched_stubs_fail(pytester):
+    stubs = REPO_ROOT / "exercises" / "attention.py"
+    relaxed = pytester.runpytest("--attention-submission", str(stubs), "-p", "no:cacheprovider", "-q")
+    relaxed.assert_outcomes(skipped=19)
+    assert relaxed.ret == pytest.ExitCode.OK
+    strict = pytester.runpytest("--attention-submission", str(stubs), "--attention-strict",
+                                "-p", "no:cacheprovider", "-q")
+    strict.assert_outcomes(failed=19)
+    strict.stdout.fnmatch_lines(["*NotImplementedError*"])
+
+
+def test_a_missing_submission_is_a_usage_error_and_notes_are_printed(pytester, tmp_path):
+    result = pytester.runpytest("--attention-submission", str(tmp_path / "nowhere.ipynb"),
+                                "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*nowhere.ipynb does not exist*"])
+    noisy = tmp_path / "noisy.py"
+    noisy.write_text(SOLUTIONS.read_text() + "\nraise ValueError('a stray cell')\n")
+    result = pytester.runpytest("--attention-submission", str(noisy), "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=19)
+    result.stdout.fnmatch_lines(["*attention-grader: notes on the submission*", "*ValueError*"])
