@@ -1,12 +1,16 @@
 """Checking from inside a notebook: `from grader import check; check("softmax_naive")`.
 
-Grades the notebook's current state, that is the cells run so far in this kernel, in the order
-they were run, exactly as `attention-grader check` grades a file: in a separate worker process,
-never in the kernel. The report shows under the cell.
+Grades what the kernel has defined now, exactly as `attention-grader check` grades a file: in a
+separate worker process, never in the kernel (nothing is compared there). The worker is sent, as
+source, the cells run so far in the order they were run, reduced to what defines names: imports,
+assignments, and the latest definition of each function and class the kernel still has. A cell's
+other statements (calls, loops, prints, `%timeit`, a 35-second training run) are not run again, so
+one slow cell cannot make every later step "never defined". The report shows under the cell.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -48,20 +52,60 @@ def check(*steps: str, rubric: str | Path | Rubric | None = None, seed: int | No
     if shell is None:
         raise UsageError("check() grades the cells of a running notebook; outside Jupyter, use "
                          "`attention-grader check FILE`.")
-    submission = kernel_submission(shell.history_manager.input_hist_raw)
+    submission = kernel_submission(shell.history_manager.input_hist_raw, getattr(shell, "user_ns", None))
     return NotebookReport(grade(submission, rubric=rubric, steps=list(steps) or None, seed=seed))
 
 
-def kernel_submission(inputs: list[str]) -> Submission:
-    """The cells run so far (IPython's raw input history; entry 0 is empty) as a submission."""
-    chunks, notes = [], []
+# Top-level statements that define names and are sent again; the others (expressions, loops, `with`
+# blocks, `del`, asserts...) are what a notebook runs for its effects, and are left out.
+_DEFINING = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+             ast.Assign, ast.AnnAssign, ast.AugAssign, ast.If, ast.Try)
+
+
+def kernel_submission(inputs: list[str], namespace: dict | None = None) -> Submission:
+    """The cells run so far (IPython's raw input history; entry 0 is empty) as a submission: each
+    cell's defining statements, with only the latest definition of each function or class, and
+    only those the kernel's `namespace` still holds (when given)."""
+    cells = []  # (number, code, its top-level statements or None when it does not parse)
+    notes = []
     for number, source in enumerate(inputs):
         if not source.strip():
             continue
         lines = ["pass" if _GRADER_LINE.match(line) else line for line in source.splitlines()]
         code, note = transform_ipython("\n".join(lines) + "\n")
-        label = f"In [{number}]"
         if note:
-            notes.append(f"{label}: {note}")
-        chunks.append(Chunk(code, f"<In {number}>", label))
-    return Submission("this notebook (the cells run so far)", "ipynb", tuple(chunks), tuple(notes))
+            notes.append(f"In [{number}]: {note}")
+        try:
+            body = ast.parse(code).body
+        except SyntaxError:
+            body = None  # sent as it is: the worker reports the error, with its line
+        cells.append((number, code, body))
+    latest = {}  # a function or class name -> (cell number, line) of its last definition
+    for number, _, body in cells:
+        for node in body or ():
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                latest[node.name] = (number, node.lineno)
+    chunks, left_out = [], []
+    for number, code, body in cells:
+        lines = code.splitlines()
+        dropped = 0
+        for node in body or ():
+            definition = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            keep = isinstance(node, _DEFINING) and not (definition and (
+                latest[node.name] != (number, node.lineno)
+                or (namespace is not None and node.name not in namespace)))
+            if not keep:
+                first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
+                for index in range(first - 1, node.end_lineno):
+                    lines[index] = ""  # blank, so that line numbers in feedback stay the cell's
+                dropped += not definition
+        if dropped:
+            left_out.append(f"In [{number}]")
+        if any(line.strip() for line in lines):
+            chunks.append(Chunk("\n".join(lines) + "\n", f"<In {number}>", f"In [{number}]"))
+    if left_out:
+        notes.append("check() sent the worker what your cells define (imports, assignments, the latest "
+                     "version of each function and class), not their other statements (calls, loops, "
+                     f"prints), from {', '.join(left_out)}; `attention-grader check` on the saved "
+                     "notebook runs every cell")
+    return Submission("this notebook (what the kernel has defined)", "ipynb", tuple(chunks), tuple(notes))

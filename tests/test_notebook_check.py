@@ -59,3 +59,33 @@ def test_check_grades_the_cells_run_so_far_and_shows_the_report(tmp_path):
 def test_check_outside_a_notebook_says_what_to_do():
     with pytest.raises(UsageError, match="attention-grader check FILE"):
         check("softmax_naive")
+
+
+class FakeShell:
+    """What check() reads of IPython's shell: the raw input history and the user namespace."""
+
+    def __init__(self, cells, namespace):
+        self.history_manager = type("History", (), {"input_hist_raw": ["", *cells]})()
+        self.user_ns = namespace
+
+
+def test_check_grades_what_the_kernel_has_not_a_replay_of_every_statement():
+    """A slow cell (here 60 s, twice the load timeout) is not run again: the steps defined after
+    it are graded; an older wrong version and a deleted definition are not sent."""
+    cells = [
+        "import torch",
+        WRONG_SOFTMAX,
+        "import time\ntime.sleep(60)  # a long training run\nprint('done')",
+        "%timeit torch.ones(3)",
+        "def helper(x):\n    return torch.exp(x)\n",
+        "def softmax_naive(x):\n    e = helper(x)\n    return e / e.sum(dim=0)\n",
+        "def context_vector(w, x):\n    raise RuntimeError('deleted since')\n",
+        "del context_vector",
+    ]
+    shell = FakeShell(cells, {"torch": object(), "helper": object(), "softmax_naive": object()})
+    report = check("softmax_naive", "context_vector", shell=shell).report
+    by_id = {step.id: step for step in report.steps}
+    assert by_id["softmax_naive"].passed, by_id["softmax_naive"].feedback
+    assert by_id["context_vector"].status == "missing"
+    assert report.seconds < 30
+    assert any("not their other statements" in note and "In [3]" in note for note in report.notes)
