@@ -33,7 +33,7 @@ skipped) are printed in their own section at the end. A submission that does not
 rubric that cannot be found or is invalid, stops the run with a usage error (exit 4); if the grader
 itself cannot run, every item fails with its message. `-p no:attention_grader` turns the plugin off.
 
-Under pytest-xdist each worker process is its own session and grades the steps it runs.
+Under pytest-xdist (`-n 4`) the submission is graded once for the run, not once per worker.
 """
 
 from __future__ import annotations
@@ -161,18 +161,56 @@ class GradingPlugin:
                 terminalreporter.line(f"- {note}")
 
     def grade(self, session: pytest.Session):
-        """Grade the submission once, for the steps selected in this session."""
+        """Grade the submission once, for the steps selected in this session: once for the whole
+        run under pytest-xdist too, where the first worker to get here grades and the others read
+        its report (the workers share the run's id, and a lock file beside the report)."""
         if self.report is None and self.failure is None:
-            from . import engine
-            from .errors import GraderError
-
             steps = [item.name for item in session.items if isinstance(item, Step)]
-            try:
-                self.report = engine.grade(self.submission, steps=steps,
-                                           rubric=self.rubric)
-            except GraderError as exc:
-                self.failure = f"attention-grader: error: {exc}"
+            workerinput = getattr(session.config, "workerinput", None)
+            if workerinput is None:
+                self._grade(steps)
+            else:
+                self._grade_shared(steps, str(workerinput.get("testrunuid", "")))
         return self.report
+
+    def _grade(self, steps: list[str]) -> None:
+        from . import engine
+        from .errors import GraderError
+
+        try:
+            self.report = engine.grade(self.submission, steps=steps, rubric=self.rubric)
+        except GraderError as exc:
+            self.failure = f"attention-grader: error: {exc}"
+
+    def _grade_shared(self, steps: list[str], run_id: str) -> None:
+        import fcntl
+        import hashlib
+        import json
+        import os
+        import tempfile
+
+        from .models import Report
+
+        key = hashlib.sha256("\0".join([run_id, str(self.submission), str(self.rubric), *steps])
+                             .encode()).hexdigest()[:20]
+        shared = Path(tempfile.gettempdir()) / f"attention-grader-xdist-{os.getuid()}"
+        shared.mkdir(mode=0o700, exist_ok=True)
+        done = shared / f"{key}.json"
+        with open(shared / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if done.is_file():
+                data = json.loads(done.read_text(encoding="utf-8"))
+                if data.get("failure"):
+                    self.failure = data["failure"]
+                else:
+                    self.report = Report.from_json(json.dumps(data["report"]))
+                return
+            self._grade(steps)
+            data = {"failure": self.failure,
+                    "report": None if self.report is None else json.loads(self.report.to_json())}
+            partial = done.with_suffix(".part")
+            partial.write_text(json.dumps(data), encoding="utf-8")
+            partial.replace(done)
 
 
 class Submission(pytest.File):

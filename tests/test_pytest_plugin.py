@@ -133,3 +133,18 @@ def test_a_missing_submission_is_a_usage_error_and_notes_are_printed(pytester, t
     result = pytester.runpytest("--attention-submission", str(noisy), "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=19)
     result.stdout.fnmatch_lines(["*attention-grader: notes on the submission*", "*ValueError*"])
+
+
+def test_under_xdist_the_submission_is_graded_once(pytester, broken, tmp_path, monkeypatch):
+    pytest.importorskip("xdist")
+    count = tmp_path / "gradings"
+    pytester.makeconftest(
+        "import os\nimport grader.engine\n\nreal = grader.engine.grade\n\n\n"
+        "def counting(*args, **kwargs):\n"
+        "    with open(os.environ['GRADINGS'], 'a') as f:\n        f.write('graded\\n')\n"
+        "    return real(*args, **kwargs)\n\n\ngrader.engine.grade = counting\n")
+    monkeypatch.setenv("GRADINGS", str(count))
+    result = pytester.runpytest_subprocess("--attention-submission", str(broken), "-n", "2",
+                                           "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=18, failed=1)
+    assert count.read_text().splitlines() == ["graded"]
