@@ -150,11 +150,28 @@ def _student_rubric(rubric: Rubric, steps: list[Step], checksum: str) -> str:
             if "cases" in check:
                 check["cases"] = [n for n in check["cases"] if n in names]
         step_data["points"] = step.points
+        if "hints" in step_data:
+            step_data["hints"] = _student_hints(step_data["hints"], {c.check for c in step.checks})
         kept.append(step_data)
     source["steps"] = kept
     header = ("# The student rubric: the visible cases only. Their expected answers are precomputed\n"
               f"# in {EXPECTED_FILE} (checksum below); the hidden cases are graded by the course.\n")
     return header + yaml.safe_dump(source, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _student_hints(hints: list, checks: set[str]) -> list:
+    """The hints, each tagged one naming only the checks the visible cases keep; one left with
+    neither checks nor mistakes could never be shown, so it is left out."""
+    kept = []
+    for hint in hints:
+        if isinstance(hint, dict):
+            hint = {**hint, "checks": [c for c in hint.get("checks", []) if c in checks]}
+            if not hint["checks"]:
+                del hint["checks"]
+                if not hint.get("mistakes"):
+                    continue
+        kept.append(hint)
+    return kept
 
 
 # ------------------------------------------------------------------------------ grading from one

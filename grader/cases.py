@@ -61,6 +61,13 @@ class Expected:
     # (a causal mask then lets each token see itself and the future): the buffer is confirmed to
     # be what forward uses, whatever its encoding (bool, 0/1, tril or triu)
     transposed: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Set per submission when the weights were bound by structure (grader.binding): the binding,
+    # and the initial values and gradients under the student's names; or `own_weights` when no
+    # binding reproduced the reference, so forward ran on the module's own weights.
+    binding: Any = None
+    bound_parameters: dict[str, torch.Tensor] | None = None
+    bound_gradients: dict[str, torch.Tensor | None] | None = None
+    own_weights: str = ""  # why the grader's weights could not be given, when they could not
 
 
 @dataclass
@@ -204,6 +211,11 @@ class Preparer:
         module = target(*args)
         expected.parameters = {n: p.detach().clone() for n, p in module.named_parameters()}
         expected.buffers = {n: tuple(b.shape) for n, b in module.named_buffers()}
+        for name in step.attributes:
+            if _attribute(module, name) is _ABSENT:
+                raise RubricError(self.rubric.path, f"steps.{step.id}.attributes",
+                                  f"the reference's {type(module).__name__} has no attribute "
+                                  f"{name!r}, so nothing could be compared with it")
         expected.attributes = {a: _attribute(module, a) for a in step.attributes}
         if case.weights == "random":
             scale = self.rubric.defaults.weight_scale
@@ -266,6 +278,7 @@ class Preparer:
             ]
             return request
         request["args"] = _fresh(expected.args)
+        request["arg_names"] = list(step.arg_names)  # passed by keyword where the names fit
         if step.kind in ("class", "factory") and expected.raised is None:
             request["attributes"] = list(step.attributes)
             request["send_parameters"] = any(c.check == "init" for c in step.checks)
@@ -314,8 +327,19 @@ def shell_layout(module: nn.Module) -> dict:
     return layout
 
 
+_ABSENT = object()
+
+
 def _attribute(module: nn.Module, name: str) -> Any:
-    value = getattr(module, name, None)
+    """The attribute at a dotted path (`trf_blocks.0.att.num_heads`), or _ABSENT."""
+    value: Any = module
+    for part in name.split("."):
+        if part.isdigit() and isinstance(value, (nn.ModuleList, nn.Sequential)):
+            value = value[int(part)] if int(part) < len(value) else _ABSENT
+        else:
+            value = getattr(value, part, _ABSENT)
+        if value is _ABSENT:
+            return _ABSENT
     if isinstance(value, nn.Module):
         return {"$module": type(value).__name__, "p": getattr(value, "p", None)}
     return value

@@ -9,6 +9,7 @@ NaN/Inf counts. Checks run in layers; a layer is only judged when the layers bef
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +62,22 @@ class CheckNotJudged(Exception):
 def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
     """Every check of the step, in layer order; a check without evidence is not judged (0 points)."""
     results: dict[str, CheckResult] = {}
+    partial: set[str] = set()  # passed on every case that ran, and some could not run
     for check in sorted(step.checks, key=lambda c: LAYERS.index(c.check)):
         spec = REGISTRY[check.check]
-        blocked = next((n for n in spec.after if n in results and not results[n].passed), None)
-        chosen = [o for o in outcomes if applies(check, o.case)]
+        every = [o for o in outcomes if applies(check, o.case)]
+        chosen = [o for o in every if not absent_parameter(o)]
+        # Weights bound by structure (grader.binding) stand in for the contract's names: what
+        # waits for `parameters` is judged under the student's names.
+        bound = bool(chosen) and all(o.expected.binding is not None for o in chosen)
+        blocked = next((n for n in spec.after if n in results and not results[n].passed
+                        and n not in partial and not (n == "parameters" and bound)), None)
+        own = next((o for o in chosen if o.expected.own_weights), None) if spec.on_weights else None
         why = (f"`{blocked}` must pass first" if blocked else
-               "no case of this run looks at it" if not chosen else
+               not_run_text(step, [o for o in every if o not in chosen]) if every and not chosen
+               else "no case of this run looks at it" if not chosen else
+               f"on {own.title}, {own.expected.own_weights}, so its outputs cannot be compared "
+               "with the reference's" if own else
                lacking(spec.evidence, chosen, outcomes, step))
         if why:
             results[check.check] = CheckResult(check.check, False, 0.0, check.points,
@@ -74,6 +85,14 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
             continue
         try:
             message = globals()[f"check_{check.check}"](step, check, chosen)
+            not_run = [o for o in every if o not in chosen]
+            if not_run:  # right where it ran; a case the signature cannot take costs its share
+                partial.add(check.check)
+                share = round(check.points * len(chosen) / len(every), 6)
+                results[check.check] = CheckResult(
+                    check.check, False, share, check.points,
+                    f"{message} on the cases that ran; {not_run_text(step, not_run)}")
+                continue
             results[check.check] = CheckResult(check.check, True, check.points, check.points,
                                                message)
         except CheckFailed as failure:
@@ -85,6 +104,24 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
             raise InternalError(f"the {check.check!r} check of step {step.id!r} failed: "
                                 f"{type(exc).__name__}: {exc}") from exc
     return [results[c.check] for c in step.checks]
+
+
+def absent_parameter(outcome: Outcome) -> str | None:
+    """The contract's parameter that the student's signature lacks, where the case's call failed
+    for that alone (it was passed by keyword: `unexpected keyword argument 'qkv_bias'`)."""
+    obtained = outcome.obtained
+    if not isinstance(obtained, Raised) or obtained.error.type != "TypeError":
+        return None
+    found = re.search(r"unexpected keyword argument '(\w+)'", obtained.error.message)
+    return found.group(1) if found and found.group(1) in outcome.case.args else None
+
+
+def not_run_text(step: Step, outcomes: list[Outcome]) -> str:
+    """Why these cases did not run: the student's signature lacks a parameter they need."""
+    name = step.signature[: step.signature.index("(")]
+    parts = [f"{o.title} was not run: `{call_text(step, o.case)}` passes `{absent_parameter(o)}`, "
+             f"which your `{name}` does not take" for o in outcomes]
+    return "; ".join(parts) + f" (the contract is `{step.signature}`)"
 
 
 def lacking(evidence: str, chosen: list[Outcome], outcomes: list[Outcome], step: Step) -> str | None:
@@ -381,6 +418,10 @@ def check_parameters(step: Step, check: Check, outcomes: list[Outcome]) -> str:
         want = {name: tuple(p.shape) for name, p in outcome.expected.parameters.items()}
         problem = _parameter_problem(step, outcome.module.shapes(), want)
         if problem:
+            binding = outcome.expected.binding
+            if binding is not None:
+                problem += (f". The grader matched your parameters to the contract's by shape "
+                            f"({binding.text()}) and graded every other check with them")
             raise CheckFailed(problem)
     return "parameter names and shapes are right"
 
@@ -405,10 +446,19 @@ def _parameter_problem(step: Step, got: dict, want: dict) -> str | None:
 def check_init(step: Step, check: Check, outcomes: list[Outcome]) -> str:
     for outcome in outcomes:
         values = outcome.module.parameter_values
-        for name, expected in outcome.expected.parameters.items():
+        wanted = outcome.expected.bound_parameters
+        for name, expected in (outcome.expected.parameters if wanted is None else wanted).items():
             got = values.get(name)
             if got is None or got.shape != expected.shape or not torch.equal(got, expected):
                 order = ", ".join(dict.fromkeys(n.split(".")[0] for n in outcome.expected.parameters))
+                fused = next((p for p in getattr(outcome.expected.binding, "parts", ())
+                              if p.target == name and len(p.sources) > 1), None)
+                if fused is not None:
+                    raise CheckFailed(f"with torch.manual_seed({outcome.case.seed}), `{name}` is "
+                                      "not what the book's initialisation gives: one fused layer "
+                                      "draws its initial values in another order than the book's "
+                                      f"separate layers ({order}), so seeded results differ from "
+                                      "the book's printed ones")
                 raise CheckFailed(f"with torch.manual_seed({outcome.case.seed}), `{name}` is not "
                                   "what the book's initialisation gives; create the layers in the "
                                   f"order {order}, as the book does, with nothing random between")
@@ -440,6 +490,8 @@ def check_structure(step: Step, check: Check, outcomes: list[Outcome]) -> str:
 
 
 def _attribute_text(value: Any) -> str:
+    if isinstance(value, Opaque) and value.type_name == "_Absent":
+        return "missing"
     if isinstance(value, dict) and "$module" in value:
         return f"{value['$module']}(p={value['p']})"
     if isinstance(value, Opaque):
@@ -485,7 +537,7 @@ def check_buffers(step: Step, check: Check, outcomes: list[Outcome]) -> str:
 def _forward_matches(step: Step, outcome: Outcome) -> bool:
     """Forward ran on the grader's weights and gave the reference's outputs on this case."""
     module = outcome.module
-    if module.outputs is None or module.harness_error:
+    if module.outputs is None or module.harness_error or outcome.expected.own_weights:
         return False
     for _, expected, obtained in expected_and_obtained(step, outcome):
         if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape or \
@@ -572,7 +624,8 @@ def check_gradients_flow(step: Step, check: Check, outcomes: list[Outcome]) -> s
             continue  # a different forward pass has different gradients: nothing to predict
         confirmed = True
         got = outcome.module.gradients
-        for name, want in outcome.expected.gradients.items():
+        wanted = outcome.expected.bound_gradients
+        for name, want in (outcome.expected.gradients if wanted is None else wanted).items():
             if want is None or not want.abs().sum() > 0:
                 continue  # the reference's own weight gets none here: nothing to ask of theirs
             grad = got.get(name)

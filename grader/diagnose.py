@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cases import Expected, Preparer
-from .checks import Outcome, run_checks
+from .checks import Outcome, absent_parameter, run_checks
 from .errors import RubricError
 from .registry import MATCHING
 from .replies import Raised
@@ -72,6 +72,11 @@ class Diagnoser:
         """The mistake that explains the failure: `(diagnosis,)`, or two made together; `()` when
         no listed mistake does; None when nothing failed that a known mistake could explain."""
         return explain(step, outcomes, self._candidates(step), self._pairs(step))
+
+    def answers(self, step: Step, case, index: int) -> Iterable[Expected]:
+        """Each known mistake's answer on one case of the step (computed once per class)."""
+        for _, expect in self._candidates(step):
+            yield expect(case, index)
 
     def _variants(self, step: Step):
         for mistake_id in step.mistakes:
@@ -134,13 +139,17 @@ def _failed(matching: Step, outcome: Outcome) -> bool:
     if outcome.case.raises:
         return not (isinstance(obtained, Raised) and obtained.error.type in outcome.case.raises)
     if isinstance(obtained, Raised):
-        return True
+        return not absent_parameter(outcome)  # a case the signature cannot take shows no mistake
+    if outcome.expected.own_weights:
+        return False  # not run on the grader's weights: nothing to compare
     module = outcome.module
     if module is not None and module.forward_error is not None:
         return True
     if module is not None and module.harness_error:
         return False  # the grader could not run it: nothing to compare
-    return any(c.judged and not c.passed for c in run_checks(matching, [outcome]))
+    names_only = outcome.expected.binding is not None  # bound by structure: names cost no mistake
+    return any(c.judged and not c.passed and not (names_only and c.name == "parameters")
+               for c in run_checks(matching, [outcome]))
 
 
 def _agrees(matching: Step, outcome: Outcome, mistake: Expected) -> bool:
@@ -155,7 +164,10 @@ def _agrees(matching: Step, outcome: Outcome, mistake: Expected) -> bool:
         return False
     if module is not None and not _built_alike(outcome.expected, module, mistake):
         return False
-    judged = [c for c in run_checks(matching, [Outcome(mistake, obtained)]) if c.judged]
+    binding = outcome.expected.binding  # bound by structure: the same binding, names aside
+    mistake = dataclasses.replace(mistake, binding=binding)
+    judged = [c for c in run_checks(matching, [Outcome(mistake, obtained)]) if c.judged
+              and not (binding is not None and c.name == "parameters")]
     return bool(judged) and all(c.passed for c in judged)
 
 

@@ -18,7 +18,18 @@ from . import __version__
 from .models import Report, StepResult, total
 from .paths import find_rubric
 from .registry import applies
-from .replies import Died, LoadFailed, LoadReply, Malformed, MalformedReply, StepReply, TimedOut
+from .replies import (
+    Answered,
+    Built,
+    Died,
+    LoadFailed,
+    LoadReply,
+    Malformed,
+    MalformedReply,
+    StepReply,
+    TimedOut,
+    decode_probe,
+)
 from .rubric import Rubric, Step, load_rubric
 from .sandbox import Limits, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
@@ -104,9 +115,89 @@ def _graded(session: Session, prepared, diagnoser) -> StepResult:
 
     started = time.monotonic()
     reply = session.run(prepared)
+    if prepared.step.kind == "class" and isinstance(reply, Answered):
+        prepared, reply = _bound(session, prepared, reply, diagnoser)
     context = Context(session.load or session.first_load, session.submission, diagnoser,
-                      session.rubric.defaults)
+                      session.rubric.defaults, step_ids=tuple(s.id for s in session.rubric.steps))
     return judge(prepared, reply, context, time.monotonic() - started)
+
+
+def _bound(session: Session, prepared, reply: Answered, diagnoser=None):
+    """Where the student's module does not have the contract's parameter names and shapes, bind the
+    grader's weights to its parameters by structure (grader.binding) and run the step again.
+
+    A binding is kept only if, on the case's first input, the module given those weights
+    reproduces the reference's output (compared here, in the grader's process), or failing that a
+    known mistake's output on the same weights (then the mistake is named as usual). With none,
+    the case runs on the module's own weights: its behaviour is still judged, its values are not."""
+    import torch
+
+    from .binding import Binding, candidates, fits_by_name
+    from .checks import compare
+
+    step = prepared.step
+    unbound = []  # (case index, candidate bindings)
+    for index, (expected, obtained) in enumerate(zip(prepared.expected, reply.cases)):
+        if not isinstance(obtained, Built) or not expected.weights or expected.case.replay:
+            continue
+        student = [(name, shape) for name, shape, _ in obtained.module.parameters]
+        if fits_by_name(student, expected.weights):
+            continue
+        heads = expected.case.args.get("num_heads", 1)
+        unbound.append((index, candidates(student, expected.weights,
+                                          heads if isinstance(heads, int) else 1)))
+    if not unbound:
+        return prepared, reply
+    probe = {"op": "probe", "target": step.id, "cases": [
+        {**{k: v for k, v in prepared.request["cases"][i].items()
+            if k in ("seed", "args", "arg_names", "kwargs", "mode")},
+         "input": prepared.expected[i].inputs[0].clone(),
+         "candidates": [b.apply(prepared.expected[i].weights) for b in found]}
+        for i, found in unbound]}
+    outputs = session.probe(step, probe)
+    cases, expected = list(prepared.request["cases"]), list(prepared.expected)
+    for (index, found), probed in zip(unbound, outputs or [[None] * len(f) for _, f in unbound]):
+        e = expected[index]
+
+        def reproduces(want, found=found, probed=probed) -> Binding | None:
+            return next((b for b, got in zip(found, probed) if isinstance(got, torch.Tensor)
+                         and isinstance(want, torch.Tensor) and got.shape == want.shape
+                         and not compare(want, got, step.atol, step.rtol)), None)
+
+        chosen = reproduces(e.output[0])
+        for mistake in _mistakes_on(diagnoser, step, e, index) if chosen is None else ():
+            chosen = reproduces(mistake.output[0])
+            if chosen is not None:
+                break
+        if chosen is None:
+            names = ", ".join(f"`{n}` {tuple(t.shape)}" for n, t in e.weights.items())
+            why = ("none of the ways its parameters could hold them by shape and order reproduced "
+                   "the reference's output" if found else
+                   "their shapes do not fit your module's parameters")
+            expected[index] = dataclasses.replace(e, own_weights=(
+                f"the grader could not give your module the reference's weights ({names}): "
+                f"no parameter has those names, and {why}"))
+            cases[index] = {**cases[index], "weights": None}
+            continue
+        gradients = chosen.apply(e.gradients) if e.gradients else None
+        expected[index] = dataclasses.replace(e, binding=chosen,
+                                              bound_parameters=chosen.apply(e.parameters),
+                                              bound_gradients=gradients)
+        cases[index] = {**cases[index], "weights": chosen.apply(e.weights)}
+    rebound = dataclasses.replace(prepared, request={**prepared.request, "cases": cases},
+                                  expected=expected)
+    return rebound, session.run(rebound)
+
+
+def _mistakes_on(diagnoser, step: Step, expected, index: int):
+    """The known mistakes' answers on this case, where they ran on the reference's own weights."""
+    if diagnoser is None or not hasattr(diagnoser, "answers"):
+        return
+    for mistake in diagnoser.answers(step, expected.case, index):
+        same = {n: tuple(t.shape) for n, t in mistake.weights.items()} == \
+            {n: tuple(t.shape) for n, t in expected.weights.items()}
+        if same and mistake.raised is None and mistake.output:
+            yield mistake
 
 
 def replay_case(step: Step, seed: int) -> Step:
@@ -227,6 +318,25 @@ class Session:
             self._discard()  # whatever sent it is not to be trusted with another step
             return Malformed(str(problem))
 
+    def probe(self, step: Step, request: dict) -> list | None:
+        """What the module gave on each candidate binding (grader.binding), or None when the worker
+        could not answer (it is then restarted for the step)."""
+        left = self.deadline - time.monotonic()
+        if self.worker is None or self.load_failure is not None or left <= 0:
+            return None
+        timeout = min(step.timeout, left)
+        request = {**request, "timeout": timeout,
+                   "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
+                              "cpu_seconds": step.cpu_seconds}}
+        try:
+            return decode_probe(self.worker.request(request, timeout + GRACE), request)
+        except (WorkerTimeout, MalformedReply):
+            self._discard()
+        except WorkerDied:
+            self._keep_output()
+            self._discard()
+        return None
+
     def _keep_output(self) -> None:
         if self.worker is not None and self.worker.printed is not None and self.worker.printed.total:
             self.printed.append(self.worker.output())
@@ -238,16 +348,97 @@ class Session:
         self.load = None
 
     def notes(self) -> list[str]:
+        """What reading the submission changed, and what its code raised while it ran: one note per
+        cause, naming the cell that caused it (the cell that was running when the time ran out, the
+        failed import that left a later cell's name undefined)."""
+        import re
+
+        from .submission import names_bound_from
+
         notes = list(self.submission.notes)
-        for error in self.first_load.errors if self.first_load else ():
+        errors = self.first_load.errors if self.first_load else ()
+        limit = self.rubric.defaults.load_timeout
+        notebook = self.submission.kind == "ipynb"
+        chunks = {chunk.filename: (index, chunk) for index, chunk in enumerate(self.submission.chunks)}
+
+        def cell(label: str) -> str:  # "cell 4 (`def f(x):`), line 2" -> "cell 4"
+            return label.split(" (`")[0].split(", line ")[0]
+
+        # The worker gives every cell that never started, the time having run out, an error of its own
+        # (type "Timeout"); they are said once, after the cell that was running then.
+        not_run = [cell(e.location) for e in errors if e.timeout and e.type == "Timeout"]
+        after = ""
+        if not_run:
+            after = (f"the code cell after it ({not_run[0]})" if len(not_run) == 1 else
+                     f"the {len(not_run)} code cells after it ({not_run[0]} to {not_run[-1]})")
+
+        def cause(name: str, error) -> str:
+            """Why `name` is not defined, when an earlier cell that would have defined it stopped."""
+            here = chunks.get(error.filename, (-1, None))[0]
+            for failed in errors:
+                index, chunk = chunks.get(failed.filename, (here, None))
+                if chunk is None or index >= here or failed.timeout:
+                    continue
+                suffix = failed.location[len(chunk.label):] if chunk.label and \
+                    failed.location.startswith(chunk.label) else ""
+                stopped_at = re.fullmatch(r", line (\d+)", suffix)
+                line = int(stopped_at[1]) if stopped_at else 0
+                bound = names_bound_from(chunk.code, line)
+                if name not in bound:
+                    continue
+                lines = chunk.code.splitlines()
+                defining = lines[bound[name] - 1].strip() if bound[name] <= len(lines) else ""
+                text = f" `{name}` was to be defined by {cell(chunk.label)}, line {bound[name]}"
+                text += f" (`{defining}`)" if defining else ""
+                if bound[name] == line:
+                    text += f", which raised {failed.text()}"
+                else:
+                    text += ", which never ran: that cell stopped before it"
+                    text += f", at line {line} (`{failed.code}`)" if line and failed.code else ""
+                    text += f", with {failed.text()}"
+                if failed.type == "ModuleNotFoundError":
+                    text += (": remove that import, or give it a cell of its own, and "
+                             f"`{name}` will be defined")
+                return text + "."
+            return ""
+
+        def why(error) -> str:
+            """What to do about a load error, where the grader knows better than the message."""
+            if error.type == "EOFError" and "input(" in error.code:
+                return (" `input()` cannot work under the grader: nothing can be typed in while it "
+                        "runs your code, so `input()` gets no input. Remove the call, or give the "
+                        "value it asks for as a default (`n = 3` instead of `n = int(input())`).")
+            if error.type == "ModuleNotFoundError":
+                missing = re.search(r"No module named '([^']+)'", error.message)
+                module = f"`{missing[1]}`" if missing else "that module"
+                fix = ("give it a cell of its own, so that the rest of the cell runs" if notebook else
+                       "move it into the function that uses it, so that the rest of the file runs")
+                return (f" The grader runs only this file, with torch and Python's standard library, "
+                        f"which have no {module}, and installs nothing (`!pip install` does not run): "
+                        f"remove that import, or {fix}.")
+            undefined = re.fullmatch(r"name '(\w+)' is not defined", error.message.strip())
+            return cause(undefined[1], error) if error.type == "NameError" and undefined else ""
+
+        stopped = False
+        for error in errors:
             where = error.location or "your file"
+            if error.timeout and error.type == "Timeout":
+                continue  # said with the cell that was running (or below)
             if error.timeout:
-                notes.append(f"{where} was stopped: your code may take "
-                             f"{self.rubric.defaults.load_timeout:g} s to run, in all; what came "
-                             "after it did not run.")
+                stopped = True
+                within = error.message.partition("; it was in ")[2]  # the worker's words (worker.py)
+                notes.append(f"{where} was stopped: your code may take {limit:g} s to run, in all, and "
+                             "it was still running when that time ran out"
+                             + (f" (in {within})" if within else "")
+                             + (f"; the rest of that cell and {after} did not run." if after else
+                                "; what came after it did not run."))
             else:
                 notes.append(f"{where} raised {error.text()}; the code after it in that cell "
-                             "or file did not run.")
+                             "or file did not run." + why(error))
+        if not_run and not stopped:  # the code caught the interruption, or the time ran out between cells
+            those = "it" if len(not_run) == 1 else f"the {len(not_run)} code cells from it to {not_run[-1]}"
+            notes.append(f"Your code had used up its {limit:g} s to run, in all, before {not_run[0]} "
+                         f"could start: {those} did not run.")
         for output in self.printed[:1]:
             notes.append(f"What your code printed before it was stopped:\n{output}")
         return notes

@@ -7,12 +7,14 @@ as what the grader needed), or the worker's process died or sent a broken reply.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import difflib
 import re
 from dataclasses import dataclass
 
 from .cases import PreparedStep
-from .checks import Outcome, call_text, run_checks
+from .checks import Outcome, absent_parameter, call_text, run_checks
 from .models import StepResult
 from .replies import (
     Answered,
@@ -22,6 +24,7 @@ from .replies import (
     LoadReply,
     Malformed,
     Missing,
+    NotCallable,
     NotModule,
     Raised,
     RaisedError,
@@ -29,6 +32,7 @@ from .replies import (
     TimedOut,
 )
 from .rubric import Defaults, Step
+from .safe_text import printable
 from .submission import Submission
 
 
@@ -40,6 +44,7 @@ class Context:
     submission: Submission | None = None
     diagnoser: object | None = None  # names known mistakes (grader.diagnose)
     defaults: Defaults = Defaults()
+    step_ids: tuple[str, ...] = ()  # the rubric's step ids (never suggested for another step)
 
 
 def judge(prepared: PreparedStep, reply: StepReply, context: Context, seconds: float) -> StepResult:
@@ -52,10 +57,10 @@ def judge(prepared: PreparedStep, reply: StepReply, context: Context, seconds: f
     if (context.diagnoser is None or result.status not in ("failed", "error")
             or not step.mistakes):
         return result
-    return _with_diagnosis(result, context.diagnoser.explain(step, outcomes))
+    return _with_diagnosis(step, result, context.diagnoser.explain(step, outcomes))
 
 
-def _with_diagnosis(result: StepResult, diagnoses: tuple) -> StepResult:
+def _with_diagnosis(step: Step, result: StepResult, diagnoses: tuple) -> StepResult:
     if diagnoses is None:  # nothing a known mistake could explain failed
         return result
     if not diagnoses:
@@ -68,8 +73,9 @@ def _with_diagnosis(result: StepResult, diagnoses: tuple) -> StepResult:
     else:
         named = "This looks like two known mistakes together:\n" + "".join(
             f"- {d.id}: {d.title}. {d.explanation}\n  Try this: {d.hint}\n" for d in diagnoses)
-    return dataclasses.replace(result, mistake="+".join(d.id for d in diagnoses),
-                               feedback=named + result.feedback)
+    mistake = "+".join(d.id for d in diagnoses)
+    return dataclasses.replace(result, mistake=mistake, feedback=named + result.feedback,
+                               hints=fitting_hints(step, result.checks, mistake))
 
 
 def _unanswered(step: Step, reply: StepReply, context: Context, seconds: float) -> StepResult:
@@ -80,7 +86,10 @@ def _unanswered(step: Step, reply: StepReply, context: Context, seconds: float) 
                               f"it raised {error.text()} at {error.location}"
                               + (f":\n    {error.code}" if error.code else "."),
                               location=error.location, seconds=seconds)
-        return result_for(step, "missing", _missing_text(step, context.load), seconds=seconds)
+        return result_for(step, "missing", _missing_text(step, context.load, context.submission,
+                                                         _step_ids(context)), seconds=seconds)
+    if isinstance(reply, NotCallable):
+        return _not_callable(step, reply, context.submission, seconds)
     if isinstance(reply, LoadFailed):
         if reply.reason == "timeout":
             return result_for(step, "timeout", f"Your code did not finish running within "
@@ -128,7 +137,7 @@ def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float) -> StepRes
         got = not_modules[0].obtained.type_name
         return result_for(step, "failed", f"`{call_text(step, not_modules[0].case)}` returned a "
                           f"{got}; expected an nn.Module.", checks, seconds=seconds)
-    errors = [(o, e) for o, e in raised if not o.case.raises] + forward
+    errors = [(o, e) for o, e in raised if not o.case.raises and not absent_parameter(o)] + forward
     if errors:
         outcome, error = errors[0]
         return result_for(step, "error", _raised_text(step, outcome, error), checks,
@@ -138,6 +147,10 @@ def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float) -> StepRes
     if not failed:
         return result_for(step, "passed", "All checks passed.", checks, seconds=seconds)
     lines = [f"{c.name}: {c.message}" for c in failed if c.judged]
+    own = next((o for o in outcomes if o.expected.own_weights), None)
+    if own is not None:
+        lines.insert(0, f"On {own.title}, {own.expected.own_weights}. Forward ran on your module's "
+                     "own weights instead: its behaviour was judged, its values could not be.")
     if harness:
         lines.insert(0, f"On {harness[0].title}, {harness[0].module.harness_error}, so the checks "
                      "of its outputs could not be judged.")
@@ -148,13 +161,14 @@ def _raised_text(step: Step, outcome: Outcome, error: RaisedError) -> str:
     in_forward = isinstance(outcome.obtained, Built)
     memory = (f" It ran out of memory (the limit is {step.memory_mb:,} MB)."
               if error.out_of_memory else "")
+    called = f"`{call_text(step, outcome.case)}`"
     if step.kind in ("class", "factory"):
-        called = f"`{call_text(step, outcome.case)}`"
         what = f"forward of the module built by {called}" if in_forward else called
     else:
-        what = f"`{step.id}`"
-    order = (f"\nThe grader passes the arguments in the order of the signature "
-             f"`{step.signature}`." if step.kind == "class" and not in_forward else "")
+        what = called
+    order = (f"\nThe grader passes the arguments by name where your signature has the "
+             f"contract's names (`{step.signature}`), else in that order."
+             if step.kind == "class" and not in_forward else "")
     return (f"On {outcome.title}, {what} raised {error.text()}"
             + (f" at {error.location}" if error.location else "")
             + (f":\n    {error.code}" if error.code else ".") + memory + order)
@@ -165,7 +179,25 @@ def result_for(step: Step, status: str, feedback: str, checks=(), *, location=No
     checks = tuple(checks)
     score = round(sum(c.score for c in checks), 6) if checks else 0.0
     return StepResult(step.id, step.title, step.section, status, score, step.points, feedback,
-                      checks, step.hints, None, location, round(seconds, 3))
+                      checks, fitting_hints(step, checks), None, location, round(seconds, 3))
+
+
+def fitting_hints(step: Step, checks=(), mistake: str | None = None) -> tuple[str, ...]:
+    """The step's hints that fit how it went: the untagged ones, and each tagged one whose checks
+    include one that failed or whose mistakes include one that was named. A check that was not
+    judged counts only where none failed (the code raised, so nothing could be judged); else it
+    was left unjudged for another check's failure and says nothing of its own. With nothing to go
+    by (no check ran and no mistake was named: the step is missing, still raises
+    NotImplementedError, timed out), the untagged hints, or all if every hint is tagged."""
+    hints = step.tagged_hints
+    named = set(mistake.split("+")) if mistake else set()
+    if not checks and not named:
+        return tuple(h.text for h in hints if not h.tagged) or tuple(h.text for h in hints)
+    failed = {c.name for c in checks if c.judged and not c.passed}
+    if not failed:
+        failed = {c.name for c in checks if not c.judged}
+    return tuple(h.text for h in hints
+                 if not h.tagged or failed & set(h.checks) or named & set(h.mistakes))
 
 
 def _definition_error(step: Step, load: LoadReply | None, submission: Submission | None
@@ -178,16 +210,154 @@ def _definition_error(step: Step, load: LoadReply | None, submission: Submission
     return next((e for e in load.errors if e.filename in defining), None)
 
 
-def _missing_text(step: Step, load: LoadReply | None) -> str:
+def _missing_text(step: Step, load: LoadReply | None, submission: Submission | None = None,
+                  step_ids: tuple[str, ...] = ()) -> str:
     text = f"Your submission does not define `{step.id}`; expected `{step.signature}`."
     if load and load.errors:
         error = load.errors[0]
         text += (f" While your code was loading, {error.location or 'it'} raised "
                  f"{error.text()}, which may be why.")
-    near = [n for n in (load.defined if load else ()) if n.lower() == step.id.lower()]
+    near = _near_name(step, load.defined if load else (), submission, step_ids)
     if near:
-        text += f" Did you mean to call `{near[0]}` `{step.id}`? Names are case-sensitive."
+        text += (f" Did you mean to call `{near}` `{step.id}`? The grader looks for the contract's "
+                 f"exact names: rename your `{near}` to `{step.id}`"
+                 + (" (names are case-sensitive)." if near.lower() == step.id.lower() else "."))
     return text
+
+
+NEAR = 0.8  # how alike (difflib's ratio of the normalized names) a name must be to be suggested
+MAX_PARSED = 50_000  # characters of a chunk parsed to find a rebinding; a longer one is not parsed
+
+
+def _normal(name: str) -> str:
+    """`SelfAttentionV1`, `selfattention_v1` and `Self_Attention_v1` are one name, differently spelt."""
+    return name.lower().replace("_", "")
+
+
+def _likeness(name: str, other: str) -> float:
+    a, b = _normal(name), _normal(other)
+    return 1.0 if a == b else difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def _near_name(step: Step, defined, submission: Submission | None, step_ids: tuple[str, ...]
+               ) -> str | None:
+    """The name the submission defines that is most like the step's id (case, underscores, a word
+    left out): one its code defines with `class` (class steps) or `def` (the others), that is no
+    other step's id and is no more like another step's id than this one's."""
+    own = None
+    if submission is not None:
+        keyword = "class" if step.kind == "class" else "def"
+        pattern = re.compile(rf"^(?:async\s+)?{keyword}\s+([A-Za-z_]\w*)", re.MULTILINE)
+        own = {m.group(1) for chunk in submission.chunks for m in pattern.finditer(chunk.code)}
+    others = [s for s in step_ids if s != step.id]
+    best, best_likeness = None, NEAR
+    for name in defined:
+        if name == step.id or name in others or (own is not None and name not in own):
+            continue
+        likeness = _likeness(name, step.id)
+        if likeness < best_likeness or any(_likeness(name, o) > likeness for o in others):
+            continue
+        if best is None or likeness > best_likeness:
+            best, best_likeness = name, likeness
+    return best
+
+
+def _step_ids(context: Context) -> tuple[str, ...]:
+    """The rubric's step ids: names a submission keeps as they are, never suggested for another."""
+    return context.step_ids
+
+
+def _not_callable(step: Step, reply: NotCallable, submission: Submission | None,
+                  seconds: float) -> StepResult:
+    """The step's name holds a value, not the function or class: a top-level line rebinds it."""
+    what = "a class" if step.kind == "class" else "a function"
+    article = "an" if reply.type_name[:1].lower() in "aeiou" else "a"
+    text = f"`{step.id}` holds {article} {reply.type_name} when grading starts, not {what}: "
+    found = _last_rebinding(step.id, submission)
+    if found:
+        location, code = found
+        text += f"a top-level line rebinds it, at {location}" + (f":\n    {code}\n" if code else ". ")
+    else:
+        text += "a top-level line of your code rebinds it. "
+    text += (f"Give the result another name (e.g. `result = {step.id}(...)`), so that `{step.id}` "
+             f"stays the {what[2:]} the grader calls.")
+    return result_for(step, "error", text, location=found[0] if found else None, seconds=seconds)
+
+
+def _last_rebinding(name: str, submission: Submission | None) -> tuple[str, str] | None:
+    """Where the submission last binds `name` at its top level other than by def or class (an
+    assignment, a `for` target, an import), as (location, that line): found by parsing its chunks,
+    never by running them."""
+    if submission is None:
+        return None
+    found = None
+    for chunk in submission.chunks:
+        if len(chunk.code) > MAX_PARSED:
+            continue
+        try:
+            tree = ast.parse(chunk.code)
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            continue
+        line = _binding_line(tree.body, name, submission.kind == "py")
+        if line:
+            lines = chunk.code.splitlines()
+            code = printable(lines[line - 1].strip(), 200) if line <= len(lines) else ""
+            found = (f"{chunk.label}, line {line}" if chunk.label else f"line {line}", code)
+    return found
+
+
+def _binding_line(statements: list, name: str, skip_main: bool) -> int:
+    """The line of the last statement in `statements` (and the blocks in them, but not in function
+    or class bodies) that binds `name` other than by def or class; 0 if none does."""
+    last = 0
+    for node in statements:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if skip_main and isinstance(node, ast.If) and _is_main_test(node.test):
+            continue  # a .py file's demo block does not run when it is graded
+        targets: list = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)) and (
+                not isinstance(node, ast.AnnAssign) or node.value is not None):
+            targets = [node.target]
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            targets = [node.target]
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
+        binds = any(_binds(target, name) for target in targets)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            binds = any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names)
+        if not binds and not isinstance(node, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With,
+                                               ast.AsyncWith, ast.Try)):
+            binds = any(isinstance(n, ast.NamedExpr) and _binds(n.target, name) for n in ast.walk(node))
+        if binds:
+            last = node.lineno
+        blocks = [getattr(node, key, []) for key in ("body", "orelse", "finalbody")]
+        blocks += [handler.body for handler in getattr(node, "handlers", [])]
+        blocks += [case.body for case in getattr(node, "cases", [])]
+        for block in blocks:
+            last = max(last, _binding_line(block, name, skip_main))
+    return last
+
+
+def _binds(target, name: str) -> bool:
+    if isinstance(target, ast.Name):
+        return target.id == name
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return any(_binds(element, name) for element in target.elts)
+    if isinstance(target, ast.Starred):
+        return _binds(target.value, name)
+    return False
+
+
+def _is_main_test(test) -> bool:
+    """`__name__ == "__main__"`, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
 
 
 __all__ = ["Context", "judge"]

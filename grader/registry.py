@@ -39,6 +39,8 @@ class CheckSpec:
     needs: Callable | None = None  # a property of the case it needs (a probe), or None
     need_text: str = ""  # how a rubric gives a case that property
     matching: bool = False  # compares with the reference: a known mistake can explain a failure
+    on_weights: bool = False  # compares numbers computed on the grader's weights (not judged on a
+    # module that runs on its own weights, see grader.binding)
 
 
 def _probe(name: str) -> Callable:
@@ -61,7 +63,7 @@ _SPECS = (
     CheckSpec("shape", KINDS, "output", "output shapes", matching=True),
     CheckSpec("dtype", KINDS, "output", "output dtypes", after=("shape",)),
     CheckSpec("values", KINDS, "output", "values within the tolerances", after=("shape",),
-              matching=True),
+              matching=True, on_weights=True),
     CheckSpec("rows_sum_to_one", ("function", "class"), "output",
               "every row of the weights sums to 1", after=("shape",)),
     CheckSpec("zero_above_diagonal", ("function",), "output",

@@ -5,7 +5,8 @@ and `decode_step` check every field's presence, type and size against the reques
 and raise `MalformedReply` for anything else; the session turns that into the step's error. Nothing
 downstream indexes a dict the worker built.
 
-    StepReply = Answered(cases) | Missing | LoadFailed | TimedOut | Died | Malformed
+    StepReply = Answered(cases) | Missing | NotCallable(type_name) | LoadFailed | TimedOut | Died
+              | Malformed
     CaseReply = Returned(output, shells)     a function or procedure returned
               | Built(ModuleReport)          a constructor (or factory) gave an nn.Module
               | NotModule(type_name)         a constructor or factory gave something else
@@ -118,6 +119,13 @@ class Missing:
 
 
 @dataclass(frozen=True)
+class NotCallable:
+    """The step's name holds a value that cannot be called (a top-level line rebinds it)."""
+
+    type_name: str
+
+
+@dataclass(frozen=True)
 class LoadFailed:
     """The submission's code could not run at all, so no step could be."""
 
@@ -143,7 +151,7 @@ class Malformed:
     problem: str
 
 
-StepReply = Answered | Missing | LoadFailed | TimedOut | Died | Malformed
+StepReply = Answered | Missing | NotCallable | LoadFailed | TimedOut | Died | Malformed
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -156,19 +164,36 @@ def decode_load(raw: Any) -> LoadReply:
     return LoadReply(errors, defined)
 
 
-def decode_step(raw: Any, request: dict) -> Answered | Missing:
+def decode_step(raw: Any, request: dict) -> Answered | Missing | NotCallable:
     """The reply to one step request, checked against what was asked."""
     raw = _mapping(raw, "the step reply")
     if raw.get("missing") is True:
         return Missing()
     if raw.get("missing") is not False:
         raise MalformedReply("`missing` is not true or false")
+    if "not_callable" in raw:
+        return NotCallable(_string(raw["not_callable"], "not_callable")[:200] or "object")
     results = _list(raw, "results")
     sent = request["cases"]
     if len(results) != len(sent):
         raise MalformedReply(f"{len(results)} case results for the {len(sent)} cases sent")
     return Answered(tuple(_case(result, case, request["kind"], i)
                           for i, (result, case) in enumerate(zip(results, sent))))
+
+
+def decode_probe(raw: Any, request: dict) -> list[list[Any]]:
+    """The probe reply: per case sent, one output (or None) per candidate binding sent."""
+    raw = _mapping(raw, "the probe reply")
+    results = _list(raw, "results")
+    sent = request["cases"]
+    if len(results) != len(sent):
+        raise MalformedReply(f"{len(results)} probe results for the {len(sent)} cases sent")
+    decoded = []
+    for index, (outputs, case) in enumerate(zip(results, sent)):
+        if not isinstance(outputs, list) or len(outputs) != len(case["candidates"]):
+            raise MalformedReply(f"probe {index}: not one output per candidate")
+        decoded.append([_plain(o, f"probe {index}: output") for o in outputs])
+    return decoded
 
 
 def decode_error(raw: Any, what: str) -> RaisedError:
@@ -350,6 +375,6 @@ def _plain(value: Any, what: str, depth: int = 0) -> Any:
 
 
 __all__ = ["Answered", "Built", "CaseReply", "Died", "LoadFailed", "LoadReply", "Malformed",
-           "MalformedReply", "Missing", "ModuleReport", "NotModule", "Opaque", "Raised",
+           "MalformedReply", "Missing", "ModuleReport", "NotCallable", "NotModule", "Opaque", "Raised",
            "RaisedError", "Returned", "StepReply", "TimedOut", "decode_error", "decode_load",
-           "decode_step"]
+           "decode_probe", "decode_step"]

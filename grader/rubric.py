@@ -67,6 +67,21 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Hint:
+    """A hint and when it fits: untagged, on any failure of its step; tagged, only when one of its
+    `checks` failed (where the code raised and nothing could be judged: was not judged) or one of
+    its known `mistakes` was named (grader.judge.fitting_hints)."""
+
+    text: str
+    checks: tuple[str, ...] = ()
+    mistakes: tuple[str, ...] = ()
+
+    @property
+    def tagged(self) -> bool:
+        return bool(self.checks or self.mistakes)
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     title: str
@@ -76,7 +91,7 @@ class Step:
     points: float
     cases: tuple[Case, ...]
     checks: tuple[Check, ...]
-    hints: tuple[str, ...] = ()
+    hints: tuple[str, ...] = ()  # every hint's text, in order
     atol: float = Defaults.atol
     rtol: float = Defaults.rtol
     timeout: float = Defaults.step_timeout
@@ -87,6 +102,14 @@ class Step:
     shells: tuple[str, ...] = ()  # for procedures: the reference classes its arguments mimic
     reference: str = ""  # the reference name, when it differs from the id
     mistakes: tuple[str, ...] = ()  # known mistakes to recognise when the step fails
+    hint_rules: tuple[Hint, ...] = ()  # the hints with when each fits; empty: all untagged
+
+    @property
+    def tagged_hints(self) -> tuple[Hint, ...]:
+        """Every hint with its tags (a step made without `hint_rules` has untagged hints only)."""
+        if self.hint_rules and tuple(h.text for h in self.hint_rules) == self.hints:
+            return self.hint_rules
+        return tuple(Hint(text) for text in self.hints)
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -307,6 +330,8 @@ class _Validator:
         for name, shape in parameters.items():
             if not isinstance(shape, list) or not all(isinstance(s, (str, int)) for s in shape):
                 self.fail(f"{key_path}.parameters.{name}", "expected a list of dimension names")
+        mistakes = self.strings(data, "mistakes", key_path)
+        hints = self.hints(data, key_path, [c.check for c in checks], mistakes)
         return Step(
             id=step_id,
             title=self.text(data, "title", key_path),
@@ -316,7 +341,7 @@ class _Validator:
             points=points,
             cases=cases,
             checks=checks,
-            hints=self.strings(data, "hints", key_path),
+            hints=tuple(hint.text for hint in hints),
             atol=float(self.number(data, "atol", key_path, defaults.atol)),
             rtol=float(self.number(data, "rtol", key_path, defaults.rtol)),
             timeout=float(self.number(data, "timeout", key_path, defaults.step_timeout)),
@@ -326,8 +351,39 @@ class _Validator:
             attributes=self.strings(data, "attributes", key_path),
             shells=self.strings(data, "shells", key_path),
             reference=self.text(data, "reference", key_path, ""),
-            mistakes=self.strings(data, "mistakes", key_path),
+            mistakes=mistakes,
+            hint_rules=hints,
         )
+
+    def hints(self, data: dict, key_path: str, checks: list[str], mistakes: tuple[str, ...]
+              ) -> tuple[Hint, ...]:
+        """`hints:` items: a string (shown on any failure) or `{text, checks, mistakes}` (shown when
+        one of those checks failed or one of those known mistakes was named)."""
+        items = self.typed(data, "hints", key_path, list, "a list of hints", [])
+        hints = []
+        for index, item in enumerate(items):
+            where = f"{_join(key_path, 'hints')}[{index}]"
+            if isinstance(item, str):
+                hints.append(Hint(item))
+                continue
+            if not isinstance(item, dict):
+                self.fail(where, f"expected a string or a mapping {{text, checks, mistakes}}, got "
+                          f"{_kind(item)}")
+            item = self.mapping(item, where, {"text": True, "checks": False, "mistakes": False})
+            text = self.text(item, "text", where)
+            tagged = {}
+            for key, known, what in (("checks", checks, "check"), ("mistakes", mistakes, "mistake")):
+                names = self.strings(item, key, where)
+                for number, name in enumerate(names):
+                    if name not in known:
+                        self.fail(f"{where}.{key}[{number}]", f"this step has no {what} {name!r}; its "
+                                  f"{key} are: {', '.join(dict.fromkeys(known)) or 'none'}")
+                tagged[key] = names
+            if not tagged["checks"] and not tagged["mistakes"]:
+                self.fail(where, "a hint mapping needs `checks:` or `mistakes:` (when to show it); a "
+                          "hint for any failure is a plain string")
+            hints.append(Hint(text, tagged["checks"], tagged["mistakes"]))
+        return tuple(hints)
 
     def case(self, data: Any, key_path: str, kind: str, names: tuple[str, ...]) -> Case:
         data = self.mapping(data, key_path, {

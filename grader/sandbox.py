@@ -251,7 +251,7 @@ class Worker:
         self._wait_ready()
         return replace(replies.decode_load(self.receive(timeout)), sandbox=self.sandbox)
 
-    def run_step(self, request: dict, timeout: float) -> replies.Answered | replies.Missing:
+    def run_step(self, request: dict, timeout: float) -> replies.StepReply:
         """One step's cases, run by the worker; the reply checked against the request."""
         return replies.decode_step(self.request(request, timeout), request)
 

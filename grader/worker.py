@@ -32,6 +32,10 @@ def _load_sibling(name: str):
     return module
 
 
+class _Absent:
+    """An attribute the module does not have: sent as an object of type `_Absent`."""
+
+
 class Alarm(BaseException):
     """Raised into student code that runs past its time (a BaseException, like KeyboardInterrupt)."""
 
@@ -81,7 +85,7 @@ class Worker:
             op = request.get("op")
             if op == "bye":
                 return
-            handler = {"load": self.load, "step": self.step}.get(op)
+            handler = {"load": self.load, "step": self.step, "probe": self.probe}.get(op)
             reply = handler(request) if handler else {"error": f"unknown op {op!r}"}
             self.wire.write_frame(self.reply_fd, self.wire.encode(reply))
 
@@ -90,8 +94,9 @@ class Worker:
     def load(self, request: dict) -> dict:
         """Execute the submission's chunks (a .py file, or a notebook's code cells) in order.
 
-        The code has `timeout` seconds in all; a chunk still running then is interrupted, so the
-        names defined before it can still be graded, and the chunks after it do not run.
+        The code has `timeout` seconds in all; a chunk still running then is interrupted (its error
+        names its line that was running), so the names defined before it can still be graded, and
+        the chunks after it do not run (each gets an `out_of_time` error).
         """
         self.namespace = {"__name__": request["module_name"], "__builtins__": builtins}
         errors = []
@@ -110,7 +115,7 @@ class Worker:
                 with alarm(remaining):
                     exec(compiled, self.namespace)  # noqa: S102 - running student code is the job
             except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
-                errors.append({**self.describe(exc, default_label=chunk["label"]),
+                errors.append({**self.describe(exc, default_label=chunk["label"], running=filename),
                                "filename": filename})
         defined = sorted(name for name in self.namespace if not name.startswith("__"))
         return {"errors": errors, "defined": defined}
@@ -127,6 +132,8 @@ class Worker:
         target = self.namespace.get(request["target"])
         if target is None:
             return {"missing": True}
+        if not callable(target):  # a top-level line rebound the name to a value
+            return {"missing": False, "not_callable": type(target).__name__}
         kind = request["kind"]
         run = {"function": self.call_function, "build": self.build_module,
                "procedure": self.call_procedure}[kind]
@@ -147,8 +154,38 @@ class Worker:
 
     def call_function(self, fn, case: dict) -> dict:
         with self.torch.no_grad():
-            output = fn(*case["args"], **case.get("kwargs", {}))
+            output = self.invoke(fn, case)
         return {"output": self.plain(output)}
+
+    def invoke(self, fn, case: dict):
+        """Call `fn` with the case's arguments: by keyword where its signature has the contract's
+        names (so another order works), else by position as the contract orders them."""
+        args, names = case.get("args", []), case.get("arg_names", [])[: len(case.get("args", []))]
+        kwargs = dict(case.get("kwargs", {}))
+        if len(names) == len(args) and self.by_keyword(fn, names):
+            return fn(**dict(zip(names, args)), **kwargs)
+        return fn(*args, **kwargs)
+
+    @staticmethod
+    def by_keyword(fn, names: list) -> bool:
+        """Whether `fn` takes the contract's names as keywords: each of them, or only some and no
+        parameter of other names (then the call fails, naming the parameter it lacks)."""
+        import inspect
+
+        try:
+            parameters = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return False
+        kinds = inspect.Parameter
+        if any(p.kind is kinds.VAR_POSITIONAL for p in parameters.values()):
+            return False
+        if any(p.kind is kinds.VAR_KEYWORD for p in parameters.values()):
+            return True
+        keywords = [n for n, p in parameters.items()
+                    if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+        if all(n in keywords for n in names):
+            return True
+        return bool(set(names) & set(keywords)) and all(n in names for n in keywords)
 
     def call_procedure(self, fn, case: dict) -> dict:
         """Call `fn` on shell modules; send back what it returned and the shells' parameters."""
@@ -166,7 +203,7 @@ class Worker:
         is still judged.
         """
         torch = self.torch
-        module = target(*case.get("args", []), **case.get("kwargs", {}))
+        module = self.invoke(target, case)
         if not isinstance(module, torch.nn.Module):
             return {"not_module": type(module).__name__}
         reply: dict = {
@@ -180,7 +217,7 @@ class Worker:
             reply["parameter_values"] = {n: self.plain(p) for n, p in module.named_parameters()}
         if not case.get("inputs"):
             return reply
-        weights = case.get("weights")
+        weights = case.get("weights")  # None: forward runs on the module's own weights
         problem = self.load_weights(module, weights) if weights else None
         if problem:
             reply["harness_error"] = f"the grader could not give your module its weights: {problem}"
@@ -214,6 +251,36 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - forward raised: the structure is still judged
             reply["forward_error"] = self.describe(exc)  # what ran before it is kept
         return reply
+
+    def probe(self, request: dict) -> dict:
+        """For each case, build the module once per candidate binding of the grader's weights,
+        load them, and send back forward's output on the case's probe input (None where it
+        failed). The grader compares them with the reference's; nothing is judged here."""
+        self.apply_step_limits(request.get("limits", {}))
+        target = self.namespace.get(request["target"])
+        deadline = time.monotonic() + request["timeout"]
+        results = []
+        for case in request["cases"]:
+            outputs = []
+            for weights in case["candidates"]:
+                remaining = deadline - time.monotonic()
+                if target is None or not callable(target) or remaining <= 0:
+                    outputs.append(None)
+                    continue
+                self.torch.manual_seed(case.get("seed", 0))
+                try:
+                    with alarm(remaining):
+                        module = self.invoke(target, case)
+                        if self.load_weights(module, weights):
+                            outputs.append(None)
+                            continue
+                        module.train(case.get("mode") == "train")
+                        with self.torch.no_grad():
+                            outputs.append(self.plain(module(case["input"])))
+                except BaseException:  # noqa: BLE001 - this binding does not fit; try the next
+                    outputs.append(None)
+            results.append(outputs)
+        return {"results": results}
 
     def tensor_attributes(self, module) -> list:
         """Plain tensor attributes (neither parameters nor buffers), e.g. a mask kept as one."""
@@ -294,14 +361,32 @@ class Worker:
         return {"$object": type(value).__name__}
 
     def plain_attribute(self, module, name: str):
-        value = getattr(module, name, None)
+        value = module
+        for part in name.split("."):  # a dotted path: `trf_blocks.0.att.num_heads`
+            value = self.attribute_of(value, part)
         if isinstance(value, self.torch.nn.Module):
             return {"$module": type(value).__name__, "p": getattr(value, "p", None)}
         return self.plain(value)
 
+    def attribute_of(self, value, part: str):
+        """One step of an attribute path (an index into a ModuleList or Sequential for a digit);
+        a missing step gives a marker the grader compares as absent, never None."""
+        try:
+            if part.isdigit() and isinstance(value, (self.torch.nn.ModuleList, self.torch.nn.Sequential)):
+                return value[int(part)]
+            return getattr(value, part)
+        except Exception:  # noqa: BLE001 - absent, or a property that raised
+            return _Absent()
+
     # ------------------------------------------------------------ errors, located in their code
 
-    def describe(self, exc: BaseException, default_label: str = "") -> dict:
+    def describe(self, exc: BaseException, default_label: str = "", running: str = "") -> dict:
+        """The exception, located at the innermost line of the student's code it came from.
+
+        `running` is the chunk that was running (while loading): a timeout is located there instead,
+        at its line that was running, since that cell is the one that ran out of time (not a cell
+        that merely defines a function it called); its message adds where that call was then.
+        """
         location, code_line = default_label, ""
         frames = traceback.extract_tb(exc.__traceback__)
         if isinstance(exc, SyntaxError) and exc.filename in self.labels:
@@ -313,6 +398,12 @@ class Worker:
         if isinstance(exc, SyntaxError):
             message = exc.msg
         timed_out = isinstance(exc, Alarm)
+        outer = next((f for f in frames if f.filename == running), None) if timed_out else None
+        if outer is not None:
+            inner = (location, code_line)
+            location, code_line = self.where(running, outer.lineno or 0)
+            if inner[0] != location:
+                message += f"; it was in {inner[0]}" + (f" (`{inner[1]}`)" if inner[1] else "")
         return {
             "type": type(exc).__name__,
             "message": message[:MAX_MESSAGE],

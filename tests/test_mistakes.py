@@ -68,9 +68,11 @@ MISTAKES = [
     Mistake("syntax_error_in_py_file", r"def softmax_naive\(x\):", "def softmax_naive(x)",
             {step: "error" for step in STEP_IDS}, feedback=("SyntaxError", "line")),
     Mistake("v1_weights_transposed", r"nn\.Parameter\(torch\.rand\(d_in, d_out\)\)",
-            "nn.Parameter(torch.rand(d_out, d_in))", {"SelfAttention_v1": "failed"},
-            feedback=("`W_query` has shape (2, 3); expected (d_in, d_out) = (3, 2)",
-                      "could not give your module its weights")),
+            # no binding of the grader's weights lets forward run (x @ W_query is (T, 3) @ (2, 3)),
+            # nor do its own weights: the student sees the error forward raises
+            "nn.Parameter(torch.rand(d_out, d_in))", {"SelfAttention_v1": "error"},
+            feedback=("`SelfAttention_v1(d_in=3, d_out=2)` raised RuntimeError: mat1 and mat2 "
+                      "shapes cannot be multiplied",)),
     Mistake("normalized_without_exp", r"exp_x = torch\.exp\(x\)", "exp_x = x",
             {"softmax_naive": "failed"}, named="normalized_without_exp"),
     Mistake("mask_wrong_triangle", r"future\.triu\(diagonal=1\)", "future.tril(diagonal=-1)",

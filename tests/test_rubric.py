@@ -104,3 +104,27 @@ def test_a_case_spec_the_reference_cannot_build_is_a_rubric_error(tmp_path):
     with pytest.raises(RubricError, match=r"steps\.attn_scores_for_query\.cases\[0\]\.args\.inputs"):
         grade(RUBRIC.parent / "solutions" / "attention.py", rubric=broken(tmp_path, edit),
               steps=["attn_scores_for_query"])
+
+
+@pytest.mark.parametrize("attribute", ["num_head", "out_proj.no_such", "heads.0.p"])
+def test_an_attribute_the_reference_lacks_is_a_rubric_error(tmp_path, attribute):
+    # compared as absent on both sides, such an attribute used to pass for any module
+    from grader.cases import Preparer, load_reference
+
+    def edit(d):
+        step = next(s for s in d["steps"] if s["id"] == "gpt2_small_attention")
+        step["attributes"] = ["num_heads", attribute]
+
+    rubric = load_rubric(broken(tmp_path, edit))
+    preparer = Preparer(rubric, load_reference(rubric.reference))
+    with pytest.raises(RubricError, match=rf"steps\.gpt2_small_attention\.attributes.*no attribute "
+                                          rf"'{attribute}'"):
+        preparer.prepare(rubric.step("gpt2_small_attention"))
+
+
+def test_a_dotted_attribute_is_compared_through_the_path(rubric):
+    from grader.cases import _attribute, load_reference
+
+    module = load_reference(rubric.reference).MultiHeadAttention(4, 4, 6, 0.1, num_heads=2)
+    assert _attribute(module, "dropout.p") == 0.1
+    assert _attribute(module, "out_proj.in_features") == 4

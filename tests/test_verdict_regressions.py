@@ -76,6 +76,12 @@ SUBMISSIONS = {
     "mha_arguments_in_another_order": edit(
         "MultiHeadAttention", "def __init__(self, d_in, d_out, context_length, dropout, num_heads,",
         "def __init__(self, d_in, d_out, num_heads, context_length, dropout,"),
+    # other names in another order: nothing to pass by keyword, so the contract's order is used
+    "mha_other_names_in_another_order": edit(
+        "MultiHeadAttention", "def __init__(self, d_in, d_out, context_length, dropout, num_heads,",
+        "def __init__(self, d_in, d_out, heads, context_length, dropout,",
+        edit("MultiHeadAttention", "assert d_out % num_heads == 0", "num_heads = heads\n        "
+             "assert d_out % num_heads == 0")),
     "renormalized_returns_its_input": edit("renormalized_causal_weights", "return masked_simple_norm",
                                            "return attn_weights"),
     "causal_weights_uniform": SOURCE + UNIFORM_CAUSAL,
@@ -169,11 +175,16 @@ def test_the_grader_says_what_it_needed_of_the_wrapper(reports):
     assert "your code raised" not in step.feedback
 
 
-def test_arguments_in_another_order_show_the_call_the_grader_made(reports):
+def test_arguments_in_another_order_are_passed_by_name(reports):
     step = result(reports, "mha_arguments_in_another_order", "MultiHeadAttention")
+    assert step.status == "passed", step.feedback
+
+
+def test_arguments_of_other_names_in_another_order_show_the_call_the_grader_made(reports):
+    step = result(reports, "mha_other_names_in_another_order", "MultiHeadAttention")
     assert "MultiHeadAttention(d_in=3, d_out=2, context_length=6, dropout=0.0, num_heads=2)" in \
         step.feedback
-    assert "in the order of the signature" in step.feedback
+    assert "by name where your signature has the contract's names" in step.feedback
     assert step.score < 12
 
 
