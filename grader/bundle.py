@@ -2,11 +2,13 @@
 
     attention-grader bundle --out DIR
 
-writes DIR/exercises/ (the stubs, notebook and .py), DIR/grader/ (this package), DIR/config.yaml
+writes DIR/exercises/ (the stubs, notebook and .py: the files named after the rubric's
+`course.exercise` in its `course.exercises` folder), DIR/grader/ (this package), DIR/config.yaml
 (a student rubric with only the visible cases, no reference, no mistakes file), DIR/expected.bin
 (the visible cases' inputs, the reference's answers and the known mistakes' answers, precomputed:
 plain tensors in the grader's wire format, never pickle; its SHA-256 is recorded in the rubric), a
-pyproject.toml so that `pip install DIR` installs the grader, and a README for students.
+pyproject.toml so that `pip install DIR` installs the grader, and a README for students (its title
+and file names from the rubric's `course:`).
 
 `attention-grader check` run from the bundle grades the visible cases against the stored answers,
 with the same checks, feedback and mistake diagnosis, and says that hidden cases are graded by the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from .registry import applies
 from .rubric import Rubric, Step
 
 EXPECTED_FILE = "expected.bin"
+COURSE_CHECKS_FILE = "course_checks.py"  # the course's own checks (`course_checks:`), in a bundle
 HIDDEN_NOTE = ("This bundle grades the visible cases only; the hidden cases (other shapes, batch "
                "sizes and sequence lengths) are graded by the course.")
 _FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised",
@@ -46,10 +50,7 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
     if rubric.reference is None:
         raise UsageError(f"{rubric.path} is already a student bundle's rubric; build the bundle from "
                          "the course's rubric (the one with the reference solutions), with --rubric")
-    course = Path(rubric.path).resolve().parent
-    if not (course / "exercises").is_dir():
-        raise UsageError(f"{course} has no exercises/ folder: the bundle hands the exercise stubs "
-                         "beside the rubric to students; put them there")
+    stubs = exercise_stubs(rubric)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty; choose a new folder for the bundle")
     steps = [visible_step(step) for step in rubric.steps]
@@ -76,8 +77,11 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
     data = wire.encode(stored)
     (out / EXPECTED_FILE).write_bytes(data)
     (out / "config.yaml").write_text(_student_rubric(rubric, steps, hashlib.sha256(data).hexdigest()))
-    shutil.copytree(course / "exercises", out / "exercises",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints"))
+    (out / "exercises").mkdir()
+    for stub in stubs:
+        shutil.copyfile(stub, out / "exercises" / stub.name)
+    if rubric.course_checks is not None:  # the course's own checks judge the visible cases too
+        shutil.copyfile(rubric.course_checks, out / COURSE_CHECKS_FILE)
     package = Path(__file__).resolve().parent
 
     def not_for_students(folder: str, names: list[str]) -> set[str]:
@@ -88,11 +92,39 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
 
     shutil.copytree(package, out / "grader", ignore=not_for_students)
     (out / "pyproject.toml").write_text(pyproject_text(
-        "The attention exercises and their grader (visible cases only).", plugin=True))
+        f"{_capital(rubric.course_name)}: the exercise stubs and their grader (visible cases only).",
+        plugin=True))
     # installed (not editable), the grader finds its rubric and answers packed beside it
     (out / "setup.py").write_text(_SETUP_PY)
-    (out / "README.md").write_text(_README)
+    (out / "README.md").write_text(readme_text(rubric, [stub.name for stub in stubs], steps))
     return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def exercise_stubs(rubric: Rubric) -> list[Path]:
+    """The exercise's stubs the bundle hands out: `<exercise>.ipynb` and `<exercise>.py` in the
+    rubric's `course.exercises` folder (those of them that exist); UsageError when there are none."""
+    folder = rubric.exercises_dir
+    names = [f"{rubric.exercise}{suffix}" for suffix in (".ipynb", ".py")]
+    stubs = [folder / name for name in names if (folder / name).is_file()] if folder else []
+    if not stubs:
+        raise UsageError(f"no exercise stubs for the bundle: {' or '.join(names)} should be in {folder} "
+                         "(the rubric's `course.exercises` folder, named after `course.exercise`); "
+                         "generate them from the solutions with `python -m grader.authoring`, or "
+                         "point `course:` at them")
+    return stubs
+
+
+def readme_text(rubric: Rubric, stubs: list[str], steps: list[Step]) -> str:
+    """The students' README: the course's name and title, and its exercise files by name."""
+    files = [f"exercises/{name}" for name in stubs]
+    fill = f"`{files[0]}`" + "".join(f" (or `{other}`)" for other in files[1:])
+    about = f"\n{rubric.title}\n" if rubric.title and rubric.title != rubric.course_name else ""
+    return _README.format(name=_capital(rubric.course_name), about=about, fill=fill, first=files[0],
+                          step=steps[0].id if steps else rubric.steps[0].id)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def visible_step(step: Step) -> Step | None:
@@ -111,7 +143,12 @@ def visible_step(step: Step) -> Step | None:
 
 
 def _expected_record(step: Step, expected) -> dict:
+    from .cases import _as_fixture_marker
+
     record = {name: getattr(expected, name) for name in _FIELDS}
+    # a course fixture (a stand-in model) travels as its name and init; the stored request carries
+    # its source for the worker
+    record["args"] = [_as_fixture_marker(a) for a in expected.args]
     if step.kind == "procedure":
         record["args"] = []  # reference modules; the stored request carries their weights
         if expected.output is not None:
@@ -132,6 +169,13 @@ def _student_rubric(rubric: Rubric, steps: list[Step], checksum: str) -> str:
     source = yaml.safe_load(Path(rubric.path).read_text(encoding="utf-8"))
     source.pop("reference", None)
     source.pop("mistakes", None)
+    if rubric.course_checks is not None:  # shipped beside the student rubric (build_bundle)
+        source["course_checks"] = COURSE_CHECKS_FILE
+    # the course's metadata, explicit: a bundle's rubric has no reference to take the stem from
+    course = {"exercise": rubric.exercise, "exercises": "exercises", "name": rubric.course_name}
+    source = {key: value for key, value in source.items() if key != "course"}
+    at = list(source).index("title") + 1 if "title" in source else 1
+    source = dict([*list(source.items())[:at], ("course", course), *list(source.items())[at:]])
     source["expected"] = EXPECTED_FILE
     source["expected_sha256"] = checksum
     by_id = {step.id: step for step in steps}
@@ -250,7 +294,7 @@ def pyproject_text(description: str, *, plugin: bool = False) -> str:
     """The pyproject.toml of a grader shipped without its course checkout (a bundle, the archive)."""
     entry = ('\n[project.entry-points.pytest11]\nattention_grader = "grader.pytest_plugin"\n'
              if plugin else "")
-    return _PYPROJECT % {"description": description} + entry
+    return _PYPROJECT % {"description": json.dumps(description)[1:-1]} + entry  # a TOML string
 
 
 _PYPROJECT = """[build-system]
@@ -282,7 +326,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-COURSE = ("config.yaml", "expected.bin", "exercises")
+COURSE = ("config.yaml", "expected.bin", "exercises", "course_checks.py")
 
 
 class BuildWithCourse(build_py):
@@ -305,23 +349,23 @@ class BuildWithCourse(build_py):
 setup(cmdclass={"build_py": BuildWithCourse})
 """
 
-_README = """# Chapter 3 exercises: attention mechanisms
-
-Fill in `exercises/attention.ipynb` (or `exercises/attention.py`), then check your work:
+_README = """# {name}
+{about}
+Fill in {fill}, then check your work:
 
 ```bash
 python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 . && \\
-  .venv/bin/attention-grader check exercises/attention.ipynb
+  .venv/bin/attention-grader check {first}
 ```
 
 `pip install -e .` works too. Other ways to check, with the same grading:
 
-- in the notebook itself: `from grader import check; check()` in a cell (or `check("softmax_naive")`
+- in the notebook itself: `from grader import check; check()` in a cell (or `check("{step}")`
   for one step) grades what the kernel has defined now;
-- with pytest (install it first): `pytest --attention-submission exercises/attention.ipynb`, one
+- with pytest (install it first): `pytest --attention-submission {first}`, one
   test per step; add `--attention-strict` to count steps not yet implemented as failures.
 
-This bundle grades the book's example cases, with the same feedback as the course's grader. The
+This bundle grades the visible cases, with the same feedback as the course's grader. The
 hidden cases (other shapes, batch sizes and sequence lengths) are graded by the course when you
 hand in your work, so a pass here is a good sign, not a promise.
 """

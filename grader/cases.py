@@ -6,7 +6,11 @@ on the grader's own seeded inputs. Tensor specs in the rubric:
 
     book_inputs                      a constant from the rubric's `constants`
     {randn: [7, 5], scale: 2.0}      standard normal (or {rand: ...} uniform) from the case's seed
-    {ones: [4, 4]}, {tensor: [[...]]}
+    {ones: [4, 4]}, {zeros: [2]}, {tensor: [[...]]}, {arange: 6}
+    {randint: [0, 50257, [2, 4]]}    integers in [low, high) of that shape (int64: token ids)
+    dtype: int64                     beside any of these: the tensor's dtype (default float32)
+    {value: ANY}                     a literal YAML value passed as it is: a `cfg` mapping, a
+                                     string, a list (deep-copied for every call)
     {index: [SPEC, 1]}               one row of a tensor, or one item of a returned tuple
     NAME                             a value the case's `let:` computed earlier
     {softmax: SPEC}, {stack: [SPEC, SPEC]}
@@ -17,6 +21,7 @@ on the grader's own seeded inputs. Tensor specs in the rubric:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import sys
@@ -104,6 +109,7 @@ class Preparer:
         for index, case in enumerate(step.cases):
             where = f"steps.{step.id}.cases[{index}]"
             expected.append(self.expect(step, case, target, where))
+            self.refuse_untensored(step, expected[-1], where)
         request = {
             "op": "step",
             "target": step.id,
@@ -111,7 +117,33 @@ class Preparer:
                      "procedure": "procedure"}[step.kind],
             "cases": [self.case_request(step, e) for e in expected],
         }
+        fixtures = {a._grader_fixture["file"]: a._grader_fixture for e in expected for a in e.args
+                    if hasattr(a, "_grader_fixture")}
+        if len(fixtures) > 1:
+            raise RubricError(self.rubric.path, f"steps.{step.id}", "a step's fixtures come from "
+                              f"one file; these come from {', '.join(sorted(fixtures))}")
+        if fixtures:  # sent as source: the worker builds the same fixtures (course code)
+            (fixture,) = fixtures.values()
+            request["fixtures"] = {"filename": fixture["file"], "source": fixture["source"]}
         return PreparedStep(step, request, expected)
+
+    def refuse_untensored(self, step: Step, expected: Expected, where: str) -> None:
+        """A check that reads tensors, on a case where the reference's output is a plain value."""
+        from .registry import TENSOR_ONLY
+
+        if expected.raised is not None or step.kind == "procedure":
+            return
+        outputs = expected.output if step.kind in ("class", "factory") else [expected.output]
+        leaves = [leaf for output in outputs or () for leaf in _leaves(output)]
+        plain = next((leaf for leaf in leaves if not isinstance(leaf, torch.Tensor)), None)
+        if plain is None:
+            return
+        for index, check in enumerate(step.checks):
+            if check.check in TENSOR_ONLY and (not check.cases or expected.case.name in check.cases):
+                raise RubricError(self.rubric.path, f"steps.{step.id}.checks[{index}]",
+                                  f"check {check.check!r} compares tensors, but on {where} the "
+                                  f"reference gives {type(plain).__name__} {plain!r:.60}; use "
+                                  "`values`, which compares plain values exactly")
 
     # ------------------------------------------------------------------ specs
 
@@ -123,21 +155,32 @@ class Preparer:
                 return _fresh_one(self.scope[spec])
             if spec not in self.rubric.constants:
                 raise RubricError(self.rubric.path, where, f"unknown constant or name {spec!r}")
-            return torch.tensor(self.rubric.constants[spec], dtype=torch.float32)
+            constant = self.rubric.constants[spec]
+            if isinstance(constant, dict):  # a mapping (a `cfg`) is passed as it is
+                return copy.deepcopy(constant)
+            return torch.tensor(constant, dtype=torch.float32)
         if isinstance(spec, list):
             return [self.materialize(s, generator, where) for s in spec]
         if not isinstance(spec, dict) or not spec:
             raise RubricError(self.rubric.path, where, f"expected a tensor spec, got {spec!r}")
         op = next(iter(spec))
         body = spec[op]
+        if op == "value":  # a literal: the one spec that is not built into a tensor
+            return copy.deepcopy(body)
         try:
+            dtype = _dtype(spec.get("dtype", "float32"))
             if op in _RANDOM:
                 scale = float(spec.get("scale", 1.0))
-                return _RANDOM[op](*body, generator=generator) * scale
-            if op == "ones":
-                return torch.ones(*body)
+                return (_RANDOM[op](*body, generator=generator) * scale).to(dtype)
+            if op == "randint":
+                low, high, shape = body
+                return torch.randint(low, high, tuple(shape), generator=generator, dtype=torch.int64)
+            if op in ("ones", "zeros"):
+                return getattr(torch, op)(*body, dtype=dtype)
+            if op == "arange":
+                return torch.arange(body, dtype=_dtype(spec.get("dtype", "int64")))
             if op == "tensor":
-                return torch.tensor(body, dtype=torch.float32)
+                return torch.tensor(body, dtype=dtype)
             if op == "index":
                 return _fresh_one(self.materialize(body[0], generator, where)[body[1]])
             if op == "softmax":
@@ -150,11 +193,36 @@ class Preparer:
                     return getattr(self.reference, body)(*args)
             if op == "module":
                 return self.reference_module(body, spec.get("init", {}), where)
+            if op == "fixture":
+                return self.fixture(body, spec.get("init", {}), where)
         except RubricError:
             raise
         except Exception as exc:
             raise RubricError(self.rubric.path, where, f"cannot build {spec!r}: {exc}") from None
-        raise RubricError(self.rubric.path, where, f"unknown tensor spec {op!r}")
+        raise RubricError(self.rubric.path, where, f"unknown tensor spec {op!r}; a literal value "
+                          "(a `cfg` mapping, a string) is written {value: ...}")
+
+    def fixture(self, name: str, init: dict, where: str) -> nn.Module:
+        """A course fixture, `FILE:CLASS` beside the rubric (a stand-in language model, say): built
+        here for the reference's call, and in the worker from the same source for the student's."""
+        if not isinstance(name, str) or name.count(":") != 1:
+            raise RubricError(self.rubric.path, where, f"a fixture is written {{fixture: "
+                              f"FILE.py:CLASS, init: {{...}}}}, got {name!r}")
+        file_name, class_name = name.split(":")
+        path = (Path(self.rubric.path).parent / file_name).resolve()
+        if not path.is_file():
+            raise RubricError(self.rubric.path, where, f"the fixtures file {path} does not exist")
+        source = path.read_text(encoding="utf-8")
+        namespace: dict[str, Any] = {"__name__": "course_fixtures"}
+        exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the course's own file
+        if not isinstance(namespace.get(class_name), type):
+            raise RubricError(self.rubric.path, where, f"{path} defines no class {class_name!r}")
+        if not isinstance(init, dict):
+            raise RubricError(self.rubric.path, where, "a fixture's `init` is a mapping")
+        module = namespace[class_name](**init)
+        module._grader_fixture = {"name": class_name, "init": copy.deepcopy(init),
+                                  "file": path.name, "source": source}
+        return module
 
     def reference_module(self, name: str, init: dict, where: str) -> nn.Module:
         cls = getattr(self.reference, name, None)
@@ -173,8 +241,8 @@ class Preparer:
 
     # ------------------------------------------------------------------ expectations
 
-    def expect(self, step: Step, case: Case, target, where: str, *, tolerant: bool = False
-               ) -> Expected:
+    def expect(self, step: Step, case: Case, target, where: str, *, tolerant: bool = False,
+               replays: list | None = None) -> Expected:
         """What `target` (the reference, or with `tolerant` a known mistake, which may raise)
         gives on this case."""
         generator = torch.Generator().manual_seed(case.seed)
@@ -194,7 +262,9 @@ class Preparer:
                     target(*fresh)
                 expected.output = [dict(m.named_parameters()) for m in fresh]
             else:
-                self.expect_module(step, case, target, args, expected, generator, where)
+                self.expect_module(step, case, target, args, expected, generator, where, replays)
+                if not tolerant:
+                    self.refuse_idle_probes(expected, where)
         except Exception as exc:
             if not case.raises and not tolerant:
                 raise RubricError(self.rubric.path, where,
@@ -206,9 +276,13 @@ class Preparer:
                               f"the case expects {case.raises} but the reference did not raise")
         return expected
 
-    def expect_module(self, step, case, target, args, expected, generator, where) -> None:
+    def expect_module(self, step, case, target, args, expected, generator, where,
+                      given_replays: list | None = None) -> None:
+        """The reference's (or a known mistake's) module on the case. `given_replays`: the
+        stand-ins the student's module gets (the reference's), for a mistake's answer."""
         torch.manual_seed(case.seed)
-        module = target(*args)
+        with torch.device("meta") if meta_build(step, case) else contextlib.nullcontext():
+            module = target(*args)  # on the meta device: shapes only, no memory (GPT-2 sized)
         expected.parameters = {n: p.detach().clone() for n, p in module.named_parameters()}
         expected.buffers = {n: tuple(b.shape) for n, b in module.named_buffers()}
         for name in step.attributes:
@@ -226,37 +300,135 @@ class Preparer:
         self.add_probes(case, expected, generator)
         module.train(case.mode == "train")
         outputs, replays = [], []
-        for x in expected.inputs:
-            if case.replay:
-                with torch.no_grad():
-                    per_module = [m(x) for m in module.get_submodule(case.replay)]
-                replays.append(per_module)
-                shells.install_replays(module, case.replay, per_module)
+        run = module
+        for index, x in enumerate(expected.inputs):
+            run = module
+            if case.replay:  # the submodules stand in with the reference's own outputs on x
+                replays.append(given_replays[index] if given_replays else
+                               self.record(module, case.replay, x, where))
+                run = copy.deepcopy(module)
+                shells.install(run, list(case.replay), replays[-1])
             with torch.no_grad():
-                outputs.append(module(x))
+                outputs.append(run(x))
         expected.output = outputs
         expected.replays = replays
-        if case.weights:
-            expected.weights = {n: p.detach().clone() for n, p in module.named_parameters()}
+        if case.weights:  # the weights of what runs: a submodule standing in has none
+            expected.weights = {n: p.detach().clone() for n, p in run.named_parameters()}
         if case.gradients and outputs:
+            run = module
+            if case.replay:
+                run = copy.deepcopy(module)
+                shells.install(run, list(case.replay), replays[0])
             expected.projection = torch.randn(outputs[0].shape, generator=generator)
-            module.zero_grad(set_to_none=True)
-            (module(expected.inputs[0]) * expected.projection).sum().backward()
+            run.zero_grad(set_to_none=True)
+            (run(expected.inputs[0]) * expected.projection).sum().backward()
             expected.gradients = {n: None if p.grad is None else p.grad.detach().clone()
-                                  for n, p in module.named_parameters()}
+                                  for n, p in run.named_parameters()}
         if case.weights and outputs and not case.replay:
             expected.transposed = transposed_outputs(module, expected.inputs[0], list(expected.buffers))
+
+    def record(self, module: nn.Module, paths: tuple[str, ...], x: torch.Tensor, where: str
+               ) -> list[dict]:
+        """What each submodule at `paths` outputs, in call order, in the reference's forward on x
+        (an nn.ModuleList: each of its modules) - the stand-ins' answers (grader.shells.install)."""
+        recorded, hooks = [], []
+
+        def keep(into: list, given: list | None = None):
+            def hook(_module, args, output):
+                into.append(output.detach().clone())
+                if given is not None:
+                    given.append(args[0].detach().clone() if args and isinstance(
+                        args[0], torch.Tensor) else None)
+            return hook
+
+        try:
+            for path in paths:
+                try:
+                    target = module.get_submodule(path)
+                except AttributeError:
+                    raise RubricError(self.rubric.path, f"{where}.replay", f"the reference's "
+                                      f"{type(module).__name__} has no submodule {path!r}") from None
+                if isinstance(target, nn.ModuleList):
+                    each = [[] for _ in target]
+                    hooks += [child.register_forward_hook(keep(calls)) for child, calls in
+                              zip(target, each)]
+                    recorded.append(("each", each))
+                else:
+                    calls: list = []
+                    given: list = []
+                    hooks.append(target.register_forward_hook(keep(calls, given)))
+                    recorded.append(("calls", (calls, given)))
+            with torch.no_grad():
+                module(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        payloads = []
+        for (kind, outputs), path in zip(recorded, paths):
+            if kind == "each":
+                if not all(len(calls) == 1 for calls in outputs):
+                    raise RubricError(self.rubric.path, f"{where}.replay", f"each module of {path!r} "
+                                      "must be called once per forward to stand in for it")
+                payloads.append({"each": [calls[0] for calls in outputs]})
+            else:
+                outputs, given = outputs
+                if not outputs:
+                    raise RubricError(self.rubric.path, f"{where}.replay", f"{path!r} is not called "
+                                      "in the reference's forward")
+                payload = {"calls": outputs}
+                first_in, first_out = given[0], outputs[0]
+                if all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in given) \
+                        and first_out.is_floating_point() and first_in.dim() and first_out.dim():
+                    # the same matrix on every input of the case: a fixed linear answer around the
+                    # reference's point (see shells.Replay)
+                    generator = torch.Generator().manual_seed(
+                        sum(map(ord, path)) + 7919 * len(payloads))
+                    payload["inputs"] = given
+                    payload["jacobian"] = torch.randn(first_in.shape[-1], first_out.shape[-1],
+                                                      generator=generator) / first_in.shape[-1] ** 0.5
+                payloads.append(payload)
+        return payloads
+
+    def refuse_idle_probes(self, expected: Expected, where: str) -> None:
+        """A look-ahead probe must change the reference's output after the kept positions: one
+        that changes nothing (a time dimension of one token, the wrong `time_dim`) would pass any
+        module."""
+        for first, changed, keep in expected.look_ahead:
+            before, after = expected.output[first], expected.output[changed]
+            if not isinstance(before, torch.Tensor) or before.dim() < 2:
+                raise RubricError(self.rubric.path, f"{where}.probes", "the look_ahead probe needs "
+                                  "an output of (batch, tokens, features)")
+            if before.shape[-2] <= keep + 1 or torch.equal(before[..., keep + 1:, :],
+                                                           after[..., keep + 1:, :]):
+                raise RubricError(self.rubric.path, f"{where}.probes", "the look_ahead probe does "
+                                  "not change the reference's output after the positions it keeps, "
+                                  "so it could not show a look-ahead: give more tokens, or the "
+                                  "input's `time_dim`")
 
     def add_probes(self, case: Case, expected: Expected, generator: torch.Generator) -> None:
         """Extra inputs derived from the first one, whose outputs the behaviour checks compare."""
         if not expected.inputs or not case.probes and not case.train_calls:
             return
-        x = expected.inputs[0]  # (b, num_tokens, d_in)
+        x = expected.inputs[0]  # (b, num_tokens, d_in), or (b, num_tokens) token ids
         if "look_ahead" in case.probes:
-            keep = x.shape[-2] // 2  # positions 0..keep stay; the later tokens change
-            changed = x.clone()
-            changed[..., keep + 1 :, :] = torch.randn(changed[..., keep + 1 :, :].shape,
-                                                      generator=generator)
+            tokens = not x.is_floating_point()
+            time = case.time_dim if case.time_dim is not None else -1 if tokens else -2
+            keep = x.shape[time] // 2  # positions 0..keep stay; the later tokens change
+            if not tokens and time in (-2, x.dim() - 2):  # (b, num_tokens, d_in)
+                changed = x.clone()
+                changed[..., keep + 1:, :] = torch.randn(changed[..., keep + 1:, :].shape,
+                                                         generator=generator)
+            else:
+                changed = x.clone().movedim(time, 0)  # (num_tokens, ...)
+                later = changed[keep + 1:]
+                if tokens:  # redrawn token ids, each different from the one it replaces
+                    low, high = case.token_range or (0, int(x.max()) + 1)
+                    drawn = torch.randint(low, high, later.shape, generator=generator, dtype=x.dtype)
+                    later.copy_(torch.where(drawn == later, (drawn + 1 - low) % (high - low) + low,
+                                            drawn))
+                else:
+                    later.copy_(torch.randn(later.shape, generator=generator))
+                changed = changed.movedim(0, time)
             expected.inputs.append(changed)
             expected.look_ahead.append((0, len(expected.inputs) - 1, keep))
         if "batch" in case.probes:
@@ -277,11 +449,12 @@ class Preparer:
                 {"class": type(m).__name__, "layout": shell_layout(m)} for m in expected.args
             ]
             return request
-        request["args"] = _fresh(expected.args)
+        request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
         request["arg_names"] = list(step.arg_names)  # passed by keyword where the names fit
         if step.kind in ("class", "factory") and expected.raised is None:
             request["attributes"] = list(step.attributes)
             request["send_parameters"] = any(c.check == "init" for c in step.checks)
+            request["meta"] = meta_build(step, case)
             if step.kind == "class":
                 request["weights"] = expected.weights
                 request["mode"] = case.mode
@@ -292,8 +465,15 @@ class Preparer:
                 if expected.transposed:
                     request["transpose_buffers"] = sorted(expected.transposed)
                 if case.replay:
-                    request["replay"] = {"path": case.replay, "outputs": expected.replays}
+                    request["replay"] = {"paths": list(case.replay), "outputs": expected.replays}
         return request
+
+
+def meta_build(step: Step, case: Case) -> bool:
+    """Whether a case (`meta: true`) builds its module on the meta device on both sides: names,
+    shapes, attributes and counts with nothing allocated, however large the model. Opt-in: the
+    meta device's first use loads seconds of torch, which a small model does not need."""
+    return case.meta and not any(c.check == "init" for c in step.checks)
 
 
 def transposed_outputs(module: nn.Module, x: torch.Tensor, names: list[str]) -> dict:
@@ -327,6 +507,12 @@ def shell_layout(module: nn.Module) -> dict:
     return layout
 
 
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, tuple):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
 _ABSENT = object()
 
 
@@ -345,6 +531,25 @@ def _attribute(module: nn.Module, name: str) -> Any:
     return value
 
 
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
+           "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+
+
+def _dtype(name: Any) -> torch.dtype:
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[name]
+
+
+def _as_fixture_marker(value: Any) -> Any:
+    """A fixture travels as its name and init; the worker builds it from the course's source."""
+    fixture = getattr(value, "_grader_fixture", None)
+    if fixture is None:
+        return value
+    return {"$fixture": {"name": fixture["name"], "init": fixture["init"]}}
+
+
 def _fresh(values: list[Any]) -> list[Any]:
     return [_fresh_one(v) for v in values]
 
@@ -354,4 +559,10 @@ def _fresh_one(value: Any) -> Any:
         return value.detach().clone()
     if isinstance(value, tuple):
         return tuple(_fresh_one(v) for v in value)
+    if isinstance(value, (list, dict)):
+        return copy.deepcopy(value)
+    if isinstance(value, nn.Module):  # a fixture: each call gets its own, as the worker's does
+        fresh = copy.deepcopy(value)
+        fresh._grader_fixture = getattr(value, "_grader_fixture", None)
+        return fresh
     return value

@@ -18,7 +18,7 @@ import torch
 from .cases import Expected
 from .errors import InternalError
 from .models import CheckResult
-from .registry import LAYERS, REGISTRY, applies
+from .registry import REGISTRY, applies
 from .replies import Built, CaseReply, ModuleReport, NotModule, Opaque, Raised, Returned
 from .rubric import Check, Step
 
@@ -63,7 +63,8 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
     """Every check of the step, in layer order; a check without evidence is not judged (0 points)."""
     results: dict[str, CheckResult] = {}
     partial: set[str] = set()  # passed on every case that ran, and some could not run
-    for check in sorted(step.checks, key=lambda c: LAYERS.index(c.check)):
+    layers = list(REGISTRY)  # built-in checks in their layers, course checks after them
+    for check in sorted(step.checks, key=lambda c: layers.index(c.check)):
         spec = REGISTRY[check.check]
         every = [o for o in outcomes if applies(check, o.case)]
         chosen = [o for o in every if not absent_parameter(o)]
@@ -84,7 +85,10 @@ def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
                                                NOT_JUDGED + why, judged=False)
             continue
         try:
-            message = globals()[f"check_{check.check}"](step, check, chosen)
+            function = spec.function or globals()[f"check_{check.check}"]
+            message = function(step, check, chosen)
+            if not isinstance(message, str):
+                raise TypeError(f"a check returns its message (a string), not {message!r:.80}")
             not_run = [o for o in every if o not in chosen]
             if not_run:  # right where it ran; a case the signature cannot take costs its share
                 partial.add(check.check)
@@ -199,7 +203,7 @@ def expected_and_obtained(step: Step, outcome: Outcome) -> list[tuple[str, torch
     got = obtained.output
     if isinstance(expected, tuple):
         if not isinstance(got, tuple) or len(got) != len(expected):
-            raise CheckFailed(f"{outcome.title}: expected a tuple of {len(expected)} tensors, "
+            raise CheckFailed(f"{outcome.title}: expected a tuple of {len(expected)} values, "
                               f"got {describe_value(got)}")
         return [(label, e, g) for (label, e), g in zip(labelled(expected), got)]
     return [("output", expected, got)]
@@ -236,6 +240,13 @@ def _spec_text(spec: Any) -> str:
         return repr(spec)
     if isinstance(spec, str):
         return spec
+    if isinstance(spec, dict) and "fixture" in spec and isinstance(spec["fixture"], str):
+        init = spec.get("init", {})
+        arguments = ", ".join(f"{k}={v!r}" for k, v in init.items()) if isinstance(init, dict) else ""
+        return f"{spec['fixture'].split(':')[-1]}({arguments})"
+    if isinstance(spec, dict) and set(spec) == {"value"}:
+        text = repr(spec["value"])
+        return text if len(text) <= 80 else text[:77] + "..."
     return "<tensor>"
 
 
@@ -320,6 +331,11 @@ def check_values(step: Step, check: Check, outcomes: list[Outcome]) -> str:
     worst = 0.0
     for outcome in outcomes:
         for label, expected, obtained in expected_and_obtained(step, outcome):
+            if not isinstance(expected, torch.Tensor):  # a plain value: compared exactly
+                problem = plain_difference(expected, obtained, step.atol, step.rtol)
+                if problem:
+                    raise CheckFailed(f"{outcome.title}: {label} {problem}")
+                continue
             if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape:
                 raise CheckFailed(f"{outcome.title}: {label} is {describe_value(obtained)}; "
                                   f"expected shape {shape_text(expected.shape)}")
@@ -329,6 +345,42 @@ def check_values(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             if expected.numel():
                 worst = max(worst, (obtained.double() - expected.double()).abs().max().item())
     return f"values match (largest difference {worst:.2g}, atol {step.atol:g}, rtol {step.rtol:g})"
+
+
+def plain_difference(expected: Any, obtained: Any, atol: float, rtol: float, where: str = ""
+                     ) -> str | None:
+    """How a plain value (a number, string, list, tuple or dict, tensors inside) differs from the
+    expected one, or None: types and keys exactly, floats within the tolerances."""
+    at = f" at {where}" if where else ""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape:
+            return f"is {describe_value(obtained)}{at}; expected a tensor of shape " \
+                   f"{shape_text(expected.shape)}"
+        difference = compare(expected, obtained, atol, rtol)
+        return f"differs{at}: {difference.text(False)}" if difference else None
+    if type(expected) is float and type(obtained) in (int, float):
+        close = abs(obtained - expected) <= atol + rtol * abs(expected) or obtained == expected
+        return None if close else f"is {obtained!r}{at}; expected {expected!r}"
+    if type(obtained) is not type(expected):
+        return f"is {describe_value(obtained)}{at}; expected {type(expected).__name__} {expected!r}"[:500]
+    if isinstance(expected, dict):
+        if list(obtained) != list(expected) and set(obtained) != set(expected):
+            return f"has the keys {sorted(map(str, obtained))}{at}; expected " \
+                   f"{sorted(map(str, expected))}"
+        for key in expected:
+            problem = plain_difference(expected[key], obtained[key], atol, rtol, f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(expected, (list, tuple)):
+        if len(obtained) != len(expected):
+            return f"has {len(obtained)} items{at}; expected {len(expected)}"
+        for index, (e, o) in enumerate(zip(expected, obtained)):
+            problem = plain_difference(e, o, atol, rtol, f"{where}[{index}]")
+            if problem:
+                return problem
+        return None
+    return None if obtained == expected else f"is {obtained!r}{at}; expected {expected!r}"[:500]
 
 
 def check_rows_sum_to_one(step: Step, check: Check, outcomes: list[Outcome]) -> str:
@@ -460,8 +512,9 @@ def check_init(step: Step, check: Check, outcomes: list[Outcome]) -> str:
                                       f"separate layers ({order}), so seeded results differ from "
                                       "the book's printed ones")
                 raise CheckFailed(f"with torch.manual_seed({outcome.case.seed}), `{name}` is not "
-                                  "what the book's initialisation gives; create the layers in the "
-                                  f"order {order}, as the book does, with nothing random between")
+                                  "what the book's initialisation gives; " + (
+                                      check.advice or f"create the layers in the order {order}, "
+                                      "as the book does, with nothing random between"))
     return "initialised as in the book"
 
 
@@ -604,8 +657,8 @@ def check_dropout_train_eval(step: Step, check: Check, outcomes: list[Outcome]) 
             raise CheckFailed(f"{outcome.title}: the training-mode output is not a tensor")
         if _same(trained[0], trained[1]) or _same(trained[0], evaluated):
             raise CheckFailed(f"{outcome.title}: with dropout > 0, training mode gave the same "
-                              "output as evaluation mode or as another call: apply self.dropout "
-                              "to the attention weights")
+                              "output as evaluation mode or as another call: "
+                              + (check.advice or "apply self.dropout to the attention weights"))
     return "dropout acts in training mode only"
 
 
@@ -658,7 +711,8 @@ def check_param_count(step: Step, check: Check, outcomes: list[Outcome]) -> str:
     return f"{', '.join(counts)} parameters"
 
 
-_MISSING = [name for name in REGISTRY if f"check_{name}" not in globals()]
+_MISSING = [name for name, spec in REGISTRY.items()
+            if spec.function is None and f"check_{name}" not in globals()]
 if _MISSING:  # a check declared in the registry with no function is the grader's bug
     raise ImportError(f"grader.registry declares checks with no function: {', '.join(_MISSING)}")
 

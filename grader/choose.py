@@ -3,8 +3,9 @@
 A submission is what one student handed in at one time (an LMS export holds each student's latest
 attempt). Of its files, the grader takes:
 
-1. the exercise's own file: `attention.ipynb`, then `attention.py` (a name an LMS gave a repeated
-   upload, `attention-1.ipynb`, counts as the exercise's own; the newest such copy wins);
+1. the exercise's own file, named by the rubric's `course.exercise` (`Rubric.exercise`; chapter 3:
+   `attention.ipynb`, then `attention.py`; a name an LMS gave a repeated upload, `attention-1.ipynb`,
+   counts as the exercise's own; the newest such copy wins);
 2. else the only notebook;
 3. else the only `.py` file.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Generic, TypeVar
 
-EXERCISE = "attention"
+EXERCISE = "attention"  # only where no rubric is at hand; callers pass the rubric's `exercise`
 SUFFIXES = (".ipynb", ".py")
 IGNORED_PARTS = (".ipynb_checkpoints", "__pycache__", "__MACOSX")
 LMS_COPY = re.compile(r"-\d+$")  # Canvas renames a repeated upload attention.ipynb -> attention-1.ipynb

@@ -34,7 +34,8 @@ RUBRIC_HELP = ("the rubric file (default: $ATTENTION_GRADER_RUBRIC, else config.
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attention-grader",
-        description="Grade chapter 3 attention exercises (a .py file or a notebook), step by step.",
+        description="Grade a course's exercises (a .py file or a notebook) against its reference "
+                    "solutions, step by step, as its rubric says.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

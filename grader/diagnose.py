@@ -34,7 +34,7 @@ from pathlib import Path
 from .cases import Expected, Preparer
 from .checks import Outcome, absent_parameter, run_checks
 from .errors import RubricError
-from .registry import MATCHING
+from .registry import REGISTRY
 from .replies import Raised
 from .rubric import Rubric, Step
 
@@ -58,6 +58,8 @@ class Diagnoser:
         self._answers: dict = {}  # (step, variant id(s), case) -> the mistake's Expected
         self._combined: dict = {}  # (id, id) -> two variants combined into one, or None
         self._lock = threading.Lock()
+        # (step, case) -> the stand-ins the student's module gets: a mistake is answered with them
+        self.replays: dict[tuple[str, str], list] = {}
         for index, step in enumerate(rubric.steps):
             for mistake in step.mistakes:
                 if mistake not in self.known:
@@ -109,7 +111,8 @@ class Diagnoser:
             with self._lock:  # the preparer seeds torch's global generator: one thread at a time
                 if key_of_case not in self._answers:
                     self._answers[key_of_case] = self.preparer.expect(
-                        step, case, variant, f"mistake for {step.id}.cases[{index}]", tolerant=True)
+                        step, case, variant, f"mistake for {step.id}.cases[{index}]", tolerant=True,
+                        replays=self.replays.get((step.id, case.name)))
                 return self._answers[key_of_case]
 
         return expect
@@ -120,7 +123,7 @@ def explain(step: Step, outcomes: list[Outcome], candidates: Iterable[Candidate]
     """The first candidate that behaves as the student's code did on every failed case; failing
     that, the first pair of mistakes whose combination does."""
     matching = dataclasses.replace(
-        step, checks=tuple(c for c in step.checks if c.check in MATCHING and c.check != "raises"))
+        step, checks=tuple(c for c in step.checks if REGISTRY[c.check].matching and c.check != "raises"))
     failed = [o for o in outcomes if _failed(matching, o)]
     if not failed:
         return None

@@ -75,7 +75,10 @@ def prepare(rubric: Rubric, steps: list[Step]):
 
     preparer = Preparer(rubric, load_reference(rubric.reference))
     prepared = [preparer.prepare(step) for step in steps]
-    return prepared, Diagnoser(rubric, preparer)
+    diagnoser = Diagnoser(rubric, preparer)
+    diagnoser.replays = {(p.step.id, e.case.name): e.replays for p in prepared for e in p.expected
+                         if e.replays}
+    return prepared, diagnoser
 
 
 def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, zygote=None,
@@ -228,7 +231,8 @@ def _report(path: str, rubric: Rubric, results: list[StepResult], notes, started
     sandbox = {"layers": list(sandbox.get("layers", [])), "refused": dict(sandbox.get("refused", {}))
                } if sandbox else {}
     return Report(path, score, max_score, tuple(results), tuple(notes), rubric.path, __version__,
-                  round(time.monotonic() - started, 3), sandbox, unreadable)
+                  round(time.monotonic() - started, 3), sandbox, unreadable,
+                  course=rubric.course_name, exercise=rubric.exercise)
 
 
 def _unread(step: Step) -> StepResult:

@@ -16,8 +16,9 @@ So the archive's root holds:
 
 The reference solutions are in the archive: it runs on the course's side, students never see it.
 
-`gradescope-run` finds the student's notebook or .py file in the submission folder (attention.ipynb
-or attention.py, at any depth, else the only notebook, else the only .py file), grades it with the
+`gradescope-run` finds the student's notebook or .py file in the submission folder (the exercise's
+own, named by the rubric's `course.exercise`: attention.ipynb or attention.py for chapter 3, at any
+depth; else the only notebook, else the only .py file), grades it with the
 whole rubric and writes results.json (see grader/report/gradescope.py; every step is one test,
 visible at once). The root folder is `$AUTOGRADER_ROOT` (default /autograder), so that a test can
 lay out a fake one.
@@ -47,7 +48,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .bundle import pyproject_text
-from .choose import choose
+from .choose import EXERCISE, choose
 from .engine import grade
 from .errors import GraderError, UsageError
 from .paths import find_rubric
@@ -110,7 +111,8 @@ def archive_files(rubric_path: str | Path | None = None) -> dict[str, Path | str
     files: dict[str, Path | str] = {
         "setup.sh": SETUP_SH,
         "run_autograder": RUN_AUTOGRADER % {"rubric": rubric_file.name},
-        "pyproject.toml": pyproject_text("The attention exercises' grader, for Gradescope."),
+        "pyproject.toml": pyproject_text(f"{rubric.course_name[:1].upper()}{rubric.course_name[1:]}: "
+                                         "the grader, for Gradescope."),
         rubric_file.name: rubric_file,
     }
     for path in sorted(PACKAGE.rglob("*")):
@@ -153,6 +155,7 @@ def build_archive(out: str | Path, rubric_path: str | Path | None = None) -> Pat
 def build_archive_command(out: str, rubric_path: str | None) -> int:
     try:
         path = build_archive(out, rubric_path)
+        exercise = load_rubric(find_rubric(rubric_path)).exercise
     except GraderError as exc:
         print(f"attention-grader: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -160,17 +163,17 @@ def build_archive_command(out: str, rubric_path: str | None) -> int:
         print(f"attention-grader: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(f"{path}: the autograder archive. On Gradescope: a Programming Assignment, "
-          "Configure Autograder, Zip file upload; students submit attention.ipynb (or attention.py).")
+          f"Configure Autograder, Zip file upload; students submit {exercise}.ipynb (or {exercise}.py).")
     return 0
 
 
-def find_submission(folder: str | Path) -> tuple[Path | None, str]:
+def find_submission(folder: str | Path, exercise: str = EXERCISE) -> tuple[Path | None, str]:
     """The file to grade in Gradescope's submission folder, or None and what to tell the student
-    (the rule of `grader.choose`, the same as `grade`'s)."""
+    (the rule of `grader.choose`, the same as `grade`'s; `exercise`: the rubric's exercise stem)."""
     folder = Path(folder)
     files = [(p.relative_to(folder).as_posix(), (), p) for p in sorted(folder.rglob("*"))
              if p.is_file() or p.is_symlink()]
-    choice = choose(files)
+    choice = choose(files, exercise)
     if choice.chosen is None:
         return None, f"Your submission has {choice.problem}, and submit again."
     return choice.chosen, ""
@@ -191,7 +194,7 @@ def run_command(submission_dir: str | None, results_file: str | None, rubric_pat
         return _cannot_grade(target, f"attention-grader: error: {exc}", exc.exit_code)
     if memory_note:
         print(f"attention-grader: {memory_note}")
-    path, problem = find_submission(folder)
+    path, problem = find_submission(folder, rubric.exercise)
     if path is None:
         print(problem)
         _write(target, {"score": 0.0, "output": problem, "visibility": "visible", "tests": []})

@@ -62,6 +62,15 @@ class Report:
     seconds: float = 0.0
     sandbox: dict[str, Any] = field(default_factory=dict)  # layers applied, and refused with why
     unreadable: str = ""  # why the submission could not be read at all ("" when it was read)
+    course: str = ""  # the course's short name, for titles (the rubric's `course.name`)
+    exercise: str = ""  # the stem of the exercise file (the rubric's `course.exercise`), e.g. attention
+
+    @property
+    def heading(self) -> str:
+        """The reports' title: "Chapter 3 attention exercises: grader report"."""
+        if not self.course:
+            return "Grader report"
+        return f"{self.course[:1].upper()}{self.course[1:]}: grader report"
 
     @property
     def all_passed(self) -> bool:

@@ -105,7 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from .choose import choose
 
         choice = choose([(p.relative_to(submission).as_posix(), (), p)
-                         for p in sorted(submission.rglob("*")) if p.is_file()])
+                         for p in sorted(submission.rglob("*")) if p.is_file()], _exercise(config))
         if choice.chosen is None:
             raise pytest.UsageError(f"attention-grader: {submission} has {choice.problem}")
         submission = choice.chosen
@@ -123,6 +123,21 @@ def pytest_configure(config: pytest.Config) -> None:
     include = config.args_source != pytest.Config.ArgsSource.ARGS  # no paths named
     config.pluginmanager.register(GradingPlugin(submission.resolve(), rubric, bool(strict), include),
                                   "attention-grader-session")
+
+
+def _exercise(config: pytest.Config) -> str:
+    """The stem of the exercise's own file, from the rubric (`course.exercise`); the default where
+    the rubric cannot be found or read (grading it then says why)."""
+    from .choose import EXERCISE
+    from .errors import GraderError
+    from .paths import find_rubric
+    from .rubric import load_rubric
+
+    try:
+        return load_rubric(find_rubric(configured(config, "rubric"),
+                                       start=config.invocation_params.dir)).exercise
+    except GraderError:
+        return EXERCISE
 
 
 class GradingPlugin:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 KINDS = ("function", "class", "factory", "procedure")
+EVIDENCE = ("returned", "output", "module", "init", "refusal", "train", "gradients")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class CheckSpec:
     matching: bool = False  # compares with the reference: a known mistake can explain a failure
     on_weights: bool = False  # compares numbers computed on the grader's weights (not judged on a
     # module that runs on its own weights, see grader.binding)
+    function: Callable | None = None  # a course check's function (grader.course); built-in
+    # checks are `check_<name>` in grader/checks.py
 
 
 def _probe(name: str) -> Callable:
@@ -85,7 +88,13 @@ _SPECS = (
               "every weight receives a gradient", after=("parameters",),
               needs=lambda case: case.gradients, need_text="`gradients: true`"),
 )
+# The built-in checks, then any a course declares (grader.course), in the order they are judged.
 REGISTRY: dict[str, CheckSpec] = {spec.name: spec for spec in _SPECS}
+# Checks that read tensors only: a step whose reference returns a plain value (an int, a dict)
+# cannot have them (a rubric error when the step is prepared); `values` compares plain values exactly.
+TENSOR_ONLY: frozenset[str] = frozenset({"shape", "dtype", "rows_sum_to_one", "zero_above_diagonal",
+                                         "zero_fraction", "survivors_scaled", "no_look_ahead",
+                                         "batch_consistency", "dropout_train_eval"})
 LAYERS: tuple[str, ...] = tuple(REGISTRY)
 MATCHING: frozenset[str] = frozenset(spec.name for spec in _SPECS if spec.matching)
 
@@ -111,4 +120,5 @@ def missing_case_text(check) -> str:
     return f"check {spec.name!r} has no case to look at (refusal cases are for 'raises' only)"
 
 
-__all__ = ["KINDS", "LAYERS", "MATCHING", "REGISTRY", "CheckSpec", "applies", "missing_case_text"]
+__all__ = ["EVIDENCE", "KINDS", "LAYERS", "MATCHING", "REGISTRY", "TENSOR_ONLY", "CheckSpec", "applies",
+           "missing_case_text"]

@@ -366,6 +366,12 @@ def _plain(value: Any, what: str, depth: int = 0) -> Any:
     if isinstance(value, list):
         return [_plain(v, what, depth + 1) for v in value]
     if isinstance(value, dict):
+        if set(value) == {"$map"} and isinstance(value["$map"], list):  # a returned dict
+            pairs = value["$map"]
+            if len(pairs) > MAX_NAMES or not all(isinstance(p, list) and len(p) == 2 and
+                                                 type(p[0]) in (str, int) for p in pairs):
+                raise MalformedReply(f"{what}: a dict that is not a list of [key, value] pairs")
+            return {_plain(k, what, depth + 1): _plain(v, what, depth + 1) for k, v in pairs}
         if set(value) == {"$object"} and isinstance(value["$object"], str):
             return Opaque(value["$object"][:200])
         if set(value) == {"$module", "p"}:  # an attribute that is a submodule

@@ -19,6 +19,7 @@ from .registry import KINDS, REGISTRY, applies, missing_case_text
 PROBES = ("look_ahead", "batch")
 WEIGHTS = ("reference_init", "random")
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_STEM = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")  # `course.exercise`: a file's stem
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,18 @@ class Case:
     inputs: tuple[Any, ...] = ()  # forward inputs (tensor specs), for class cases
     weights: str | None = None  # "reference_init" | "random" | None (the student's own init)
     mode: str = "eval"
-    replay: str | None = None  # an nn.ModuleList path whose modules are replaced by replays
+    replay: tuple[str, ...] = ()  # submodules replaced by the reference's outputs (shells.install)
     raises: tuple[str, ...] = ()  # exception names the call must raise (a refusal case)
     let: dict[str, Any] = field(default_factory=dict)  # named values built first, in order
     probes: tuple[str, ...] = ()  # extra inputs derived from the first: look_ahead, batch
     train_calls: int = 0  # extra forward calls in training mode (dropout behaviour)
     gradients: bool = False  # run backward and report which parameters got a gradient
+    # the look_ahead probe: the input's time dimension (default: -1 for integer token ids, -2 for
+    # (batch, tokens, features) floats) and, for token ids, the range later tokens are redrawn from
+    # (default: [0, the largest id + 1])
+    time_dim: int | None = None
+    token_range: tuple[int, int] | None = None
+    meta: bool = False  # built on the meta device on both sides: shapes only, no memory (GPT-2 sized)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Check:
     points: float
     cases: tuple[str, ...] = ()  # the cases it looks at; empty: all that apply
     tolerance: float | None = None
+    advice: str = ""  # what to do when it fails, in the course's words (replaces the built-in's)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,11 @@ class Rubric:
     expected: Path | None = None  # a student bundle's precomputed answers (instead of a reference)
     expected_sha256: str = ""
     require: tuple[str, ...] = ()  # sandbox layers without which nothing is graded (`sandbox.require`)
+    course_checks: Path | None = None  # the course's own checks (grader.course), if any
+    # `course:`, with its defaults applied by load_rubric
+    exercise: str = ""  # the stem of the file students hand in (attention: attention.ipynb or .py)
+    exercises_dir: Path | None = None  # the folder of the exercise stubs (`course.exercises`)
+    course_name: str = ""  # a short name for titles (`course.name`; default: the title)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -220,7 +233,8 @@ class _Validator:
         data = self.mapping(
             data, "", {"rubric": True, "title": False, "reference": False, "mistakes": False,
                        "expected": False, "expected_sha256": False, "defaults": False,
-                       "constants": False, "sandbox": False, "steps": True},
+                       "constants": False, "sandbox": False, "course_checks": False,
+                       "course": False, "steps": True},
         )
         version = data["rubric"]
         if version != 1:
@@ -239,7 +253,15 @@ class _Validator:
                 self.fail("reference", f"the reference solutions file {reference} does not exist")
         else:
             self.fail("reference", "missing required key (the reference solutions file)")
+        title = self.text(data, "title", "", "")
+        exercise, exercises_dir, course_name = self.course_metadata(data.get("course", {}), reference, title)
         constants = self.typed(data, "constants", "", dict, "a mapping of names to values", {})
+        course_checks = None
+        if "course_checks" in data:  # the course's own checks join the registry before the steps
+            from .course import load_checks
+
+            course_checks = self.base / self.text(data, "course_checks", "")
+            load_checks(course_checks, self.where)
         steps_data = self.typed(data, "steps", "", list, "a list of steps")
         if not steps_data:
             self.fail("steps", "expected at least one step")
@@ -256,9 +278,34 @@ class _Validator:
                 self.fail("mistakes", f"the known-mistakes file {mistakes} does not exist")
         elif expected is None and any(step.mistakes for step in steps):
             self.fail("mistakes", "steps list mistakes, but no `mistakes:` file is given")
-        return Rubric(self.where, self.text(data, "title", "", ""), reference, constants, steps,
+        return Rubric(self.where, title, reference, constants, steps,
                       defaults, mistakes, expected, data.get("expected_sha256", ""),
-                      self.sandbox(data.get("sandbox", {})))
+                      self.sandbox(data.get("sandbox", {})), course_checks,
+                      exercise=exercise, exercises_dir=exercises_dir, course_name=course_name)
+
+    def course_metadata(self, data: Any, reference: Path | None, title: str) -> tuple[str, Path, str]:
+        """`course: {exercise, exercises, name}`: the stem of the file students hand in (default: the
+        reference's; a student bundle's rubric names it), the stubs folder (default exercises/) and a
+        short name for titles (default: the title)."""
+        data = self.mapping(data, "course", {"exercise": False, "exercises": False, "name": False})
+        exercise = self.text(data, "exercise", "course")
+        if exercise is None:
+            from .choose import EXERCISE  # a bundle made before `course:` existed was chapter 3's
+
+            exercise = reference.stem if reference is not None else EXERCISE
+        elif not _STEM.match(exercise):
+            self.fail("course.exercise", f"expected a file's stem (e.g. attention for attention.ipynb and "
+                      f"attention.py: letters, digits, _ and -, no folder, no suffix), got {exercise!r}")
+        elif re.search(r"-\d+$", exercise):
+            self.fail("course.exercise", f"{exercise!r} ends like a learning platform's copy of a "
+                      "repeated upload (attention-1.ipynb); drop the -number")
+        exercises = self.text(data, "exercises", "course", "exercises")
+        if not exercises.strip():
+            self.fail("course.exercises", "expected the stubs folder, relative to the rubric; got nothing")
+        name = self.text(data, "name", "course")
+        if name is not None and not name.strip():
+            self.fail("course.name", "expected a short name for titles; got nothing")
+        return exercise, self.base / exercises, " ".join((name or title or f"{exercise} exercises").split())
 
     def sandbox(self, data: Any) -> tuple[str, ...]:
         """`sandbox: {require: [landlock, pid, ...]}`: the layers a grading machine must have."""
@@ -389,7 +436,8 @@ class _Validator:
         data = self.mapping(data, key_path, {
             "name": True, "visible": False, "seed": False, "args": False, "inputs": False,
             "weights": False, "mode": False, "replay": False, "raises": False, "let": False,
-            "probes": False, "train_calls": False, "gradients": False,
+            "probes": False, "train_calls": False, "gradients": False, "time_dim": False,
+            "token_range": False, "meta": False,
         })
         args = self.typed(data, "args", key_path, dict, "a mapping of argument names to values", {})
         for name in args:
@@ -410,6 +458,19 @@ class _Validator:
                 self.fail(f"{key_path}.probes", f"unknown probe {probe!r}; expected {', '.join(PROBES)}")
         if probes and not inputs:
             self.fail(f"{key_path}.probes", "probes derive extra inputs from `inputs`; give one")
+        time_dim = self.typed(data, "time_dim", key_path, int, "a dimension (an integer)", None)
+        token_range = self.typed(data, "token_range", key_path, list, "[low, high]", None)
+        if token_range is not None and not (len(token_range) == 2 and all(
+                type(t) is int for t in token_range) and token_range[0] < token_range[1]):
+            self.fail(f"{key_path}.token_range", f"expected [low, high] integers, low < high, got "
+                      f"{token_range!r}")
+        meta = self.typed(data, "meta", key_path, bool, "true or false", False)
+        if meta and (inputs or weights or data.get("raises") or kind not in ("class", "factory")):
+            self.fail(f"{key_path}.meta", "only a case that builds a module for its structure (no "
+                      "inputs, weights or raises) is built on the meta device")
+        if (time_dim is not None or token_range is not None) and "look_ahead" not in probes:
+            self.fail(f"{key_path}.{'time_dim' if time_dim is not None else 'token_range'}",
+                      "only the look_ahead probe uses it; add `probes: [look_ahead]`")
         return Case(
             name=self.text(data, "name", key_path),
             visible=self.typed(data, "visible", key_path, bool, "true or false", False),
@@ -418,17 +479,33 @@ class _Validator:
             inputs=tuple(inputs),
             weights=weights,
             mode=mode,
-            replay=self.text(data, "replay", key_path),
+            replay=self.replay(data, key_path),
             raises=self.strings(data, "raises", key_path),
             let=self.typed(data, "let", key_path, dict, "a mapping of names to tensor specs", {}),
             probes=probes,
             train_calls=self.typed(data, "train_calls", key_path, int, "a number of calls", 0),
             gradients=self.typed(data, "gradients", key_path, bool, "true or false", False),
+            time_dim=time_dim,
+            token_range=None if token_range is None else tuple(token_range),
+            meta=meta,
         )
+
+    def replay(self, data: dict, key_path: str) -> tuple[str, ...]:
+        """`replay: heads` or `replay: [att, ff]`: the submodules that stand in with the reference's
+        outputs (an nn.ModuleList: each of its modules)."""
+        value = data.get("replay")
+        if value is None:
+            return ()
+        paths = [value] if isinstance(value, str) else value
+        if not isinstance(paths, list) or not paths or not all(
+                isinstance(p, str) and p for p in paths):
+            self.fail(f"{key_path}.replay", f"expected a submodule path or a list of them, got "
+                      f"{_kind(value)}")
+        return tuple(paths)
 
     def check(self, data: Any, key_path: str, kind: str, case_names: list[str]) -> Check:
         data = self.mapping(data, key_path, {"check": True, "points": True, "cases": False,
-                                             "tolerance": False})
+                                             "tolerance": False, "advice": False})
         name = self.text(data, "check", key_path)
         if name not in REGISTRY:
             self.fail(f"{key_path}.check", f"unknown check {name!r}; expected one of {', '.join(REGISTRY)}")
@@ -440,7 +517,8 @@ class _Validator:
                 self.fail(f"{key_path}.cases", f"no case named {case!r} in this step")
         tolerance = self.number(data, "tolerance", key_path)
         return Check(name, float(self.number(data, "points", key_path)), cases,
-                     None if tolerance is None else float(tolerance))
+                     None if tolerance is None else float(tolerance),
+                     self.text(data, "advice", key_path, ""))
 
 
 def _join(key_path: str, key: object) -> str:

@@ -420,6 +420,12 @@ class Zygote:
             self.close()
             raise InternalError("the warm worker did not start")
 
+    def prepare_for(self, prepared) -> None:
+        """Load in the zygote, once, what the prepared steps will make every worker load: the meta
+        device's kernels (seconds of imports) where a case builds a model for its structure only."""
+        if any(case.get("meta") for p in prepared for case in p.request["cases"]):
+            self._ask({"op": "warm", "meta": True})
+
     def _ask(self, message: dict, fds: tuple[int, ...] = ()) -> dict:
         with self._lock:
             try:

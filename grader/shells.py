@@ -37,17 +37,55 @@ def build_shell(class_name: str, layout: dict) -> nn.Module:
 
 
 class Replay(nn.Module):
-    """Returns the next of the outputs it was given, whatever its input; counts its calls."""
+    """Returns the next of the outputs it was given; counts its calls.
 
-    def __init__(self, outputs: list[torch.Tensor]):
+    Given the inputs the reference's submodule got (`inputs`) and a fixed matrix (`jacobian`, (in
+    features, out features)), it answers recorded output + (x - recorded input) @ jacobian: exactly
+    the recorded output where the code before it is right, and an output that differs, in a way the
+    grader predicts from the reference alone, where it is not. A stand-in so never hides a mistake
+    upstream of it, and gradients still reach the weights before it."""
+
+    def __init__(self, outputs: list[torch.Tensor], inputs: list[torch.Tensor] | None = None,
+                 jacobian: torch.Tensor | None = None):
         super().__init__()
         self.outputs = list(outputs)
+        self.inputs = list(inputs) if inputs is not None else None
+        self.jacobian = jacobian
         self.calls = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 - the input is ignored
-        output = self.outputs[min(self.calls, len(self.outputs) - 1)]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = min(self.calls, len(self.outputs) - 1)
         self.calls += 1
-        return output.clone()
+        output = self.outputs[index].clone()
+        if self.inputs is None or self.jacobian is None:
+            return output  # the input is ignored (a wrapper's heads all get the wrapper's input)
+        recorded = self.inputs[index]
+        if not isinstance(x, torch.Tensor) or x.shape != recorded.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"the grader's stand-in for this submodule was given an input of shape "
+                             f"{got}; the reference gives it {tuple(recorded.shape)}")
+        return output + (x - recorded) @ self.jacobian
+
+
+def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
+    """Install the stand-ins for one input: at each path, `{"each": [...]}` replaces every module of
+    an nn.ModuleList by a Replay of one output (the wrapper's heads); `{"calls": [...]}` replaces the
+    submodule itself by a Replay of its outputs, in call order (a block's `att`, a model's blocks)."""
+    for path, payload in zip(paths, payloads):
+        if "each" in payload:
+            install_replays(module, path, payload["each"])
+            continue
+        parent_path, _, name = path.rpartition(".")
+        try:
+            parent = module.get_submodule(parent_path) if parent_path else module
+            present = name in parent._modules
+        except AttributeError:
+            present = False
+        if not present:
+            raise TypeError(f"the grader stands in for your `{path}` to grade this module on its "
+                            f"own, so it must be a submodule called `{path}`; yours has none")
+        parent._modules[name] = Replay(payload["calls"], payload.get("inputs"),
+                                       payload.get("jacobian"))
 
 
 def install_replays(module: nn.Module, path: str, outputs: list[torch.Tensor]) -> None:

@@ -70,6 +70,7 @@ class Worker:
         self.shells = _load_sibling("shells")
         self.request_fd, self.reply_fd = request_fd, reply_fd
         self.namespace: dict = {}
+        self.fixtures: dict | None = None
         self.labels: dict[str, str] = {}  # compiled filename -> what the student calls it
         self.sources: dict[str, list[str]] = {}
 
@@ -129,6 +130,7 @@ class Worker:
 
     def step(self, request: dict) -> dict:
         self.apply_step_limits(request.get("limits", {}))
+        self.fixtures = request.get("fixtures")  # the course's fixture classes, as source
         target = self.namespace.get(request["target"])
         if target is None:
             return {"missing": True}
@@ -161,10 +163,24 @@ class Worker:
         """Call `fn` with the case's arguments: by keyword where its signature has the contract's
         names (so another order works), else by position as the contract orders them."""
         args, names = case.get("args", []), case.get("arg_names", [])[: len(case.get("args", []))]
+        args = [self.fixture(a) if isinstance(a, dict) and set(a) == {"$fixture"} else a for a in args]
         kwargs = dict(case.get("kwargs", {}))
         if len(names) == len(args) and self.by_keyword(fn, names):
             return fn(**dict(zip(names, args)), **kwargs)
         return fn(*args, **kwargs)
+
+    def fixture(self, marker: dict):
+        """A course fixture (e.g. a stand-in language model), built here from the course's fixtures
+        file, sent as source: `{"$fixture": {"name": ..., "init": {...}}}`. Course code, not the
+        reference: the grader builds the same fixture for the reference's call."""
+        spec, source = marker["$fixture"], self.fixtures or {}
+        key = hash(source.get("source", ""))
+        if getattr(self, "_fixture_key", None) != key:
+            self._fixture_namespace = {"__name__": "course_fixtures", "__builtins__": builtins}
+            code = compile(source.get("source", ""), source.get("filename", "fixtures.py"), "exec")
+            exec(code, self._fixture_namespace)  # noqa: S102 - the course's own fixtures
+            self._fixture_key = key
+        return self._fixture_namespace[spec["name"]](**spec.get("init", {}))
 
     @staticmethod
     def by_keyword(fn, names: list) -> bool:
@@ -203,7 +219,15 @@ class Worker:
         is still judged.
         """
         torch = self.torch
-        module = self.invoke(target, case)
+        module = None
+        if case.get("meta"):  # only the structure is asked for: build it allocating nothing
+            try:
+                with torch.device("meta"):
+                    module = self.invoke(target, case)
+            except Exception:  # noqa: BLE001 - code the meta device cannot run: build it for real
+                torch.manual_seed(case.get("seed", 0))
+        if module is None:
+            module = self.invoke(target, case)
         if not isinstance(module, torch.nn.Module):
             return {"not_module": type(module).__name__}
         reply: dict = {
@@ -223,19 +247,24 @@ class Worker:
             reply["harness_error"] = f"the grader could not give your module its weights: {problem}"
             return reply
         replay = case.get("replay")
+
+        def stand_ins(index: int) -> None:  # fresh for each forward: a replay counts its calls
+            if replay:
+                self.shells.install(module, replay["paths"], replay["outputs"][index])
+
         outputs = []
         try:
             module.train(case.get("mode") == "train")
             for index, x in enumerate(case["inputs"]):
-                if replay:
-                    try:
-                        self.shells.install_replays(module, replay["path"], replay["outputs"][index])
-                    except Exception as exc:  # noqa: BLE001 - the grader's stand-ins could not fit
-                        reply["harness_error"] = str(exc)[:MAX_MESSAGE]
-                        return reply
+                try:
+                    stand_ins(index)
+                except Exception as exc:  # noqa: BLE001 - the grader's stand-ins could not fit
+                    reply["harness_error"] = str(exc)[:MAX_MESSAGE]
+                    return reply
                 with torch.no_grad():
                     outputs.append(self.plain(module(x)))
             reply["outputs"] = outputs
+            stand_ins(0)  # what follows runs on the first input
             if case.get("train_calls"):
                 # Dropout must act in training mode, and differently on every call.
                 module.train(True)
@@ -358,6 +387,8 @@ class Worker:
         if type(value) in (tuple, list):
             items = [self.plain(v, depth + 1) for v in value]
             return tuple(items) if type(value) is tuple else items
+        if type(value) is dict and all(type(k) in (str, int) for k in value):
+            return {"$map": [[k, self.plain(v, depth + 1)] for k, v in value.items()]}
         return {"$object": type(value).__name__}
 
     def plain_attribute(self, module, name: str):
@@ -494,6 +525,11 @@ def zygote(control_fd: int) -> int:
             for fd in fds:
                 os.close(fd)
             control.sendall(json.dumps({"pid": pid}).encode())
+        elif request["op"] == "warm":  # before any fork: every worker inherits it loaded
+            if request.get("meta"):
+                with torch.device("meta"):
+                    torch.triu(torch.ones(2, 2), diagonal=1)
+            control.sendall(json.dumps({"op": "warm"}).encode())
         elif request["op"] == "status":
             control.sendall(json.dumps({"returncode": _exit_status(request["pid"])}).encode())
     confine.remove_folder(folder)

@@ -72,6 +72,7 @@ def grade_many(rubric, sources: dict[str, str], folder: Path, jobs: int = 2) -> 
         paths[name].write_text(source)
     prepared, diagnoser = prepare(rubric, list(rubric.steps))
     with Zygote() as zygote, ThreadPoolExecutor(max_workers=jobs) as pool:
+        zygote.prepare_for(prepared)
         futures = {name: pool.submit(grade_prepared, read_submission(path), rubric, prepared,
                                      diagnoser, zygote) for name, path in paths.items()}
         return {name: future.result() for name, future in futures.items()}

@@ -31,7 +31,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..choose import Choice, choose, counts
+from ..choose import EXERCISE, Choice, choose, counts
 from ..errors import UsageError
 from ..submission import MAX_BYTES
 
@@ -128,8 +128,9 @@ def read_groups(path: Path) -> Groups:
 
 
 def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None,
-            groups: Groups | None = None) -> Collection:
-    """Every student's submission to grade among `inputs`; archives are extracted into `staging`."""
+            groups: Groups | None = None, exercise: str = EXERCISE) -> Collection:
+    """Every student's submission to grade among `inputs`; archives are extracted into `staging`.
+    `exercise`: the stem of the exercise's own file (the rubric's `course.exercise`)."""
     pattern = compile_pattern(id_pattern)
     result = Collection()
     handed: list[Handed] = []
@@ -150,7 +151,7 @@ def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None,
         else:
             result.problems.append(f"{item}: not a .py, .ipynb, folder or .zip; skipped")
     handed += loose.submissions()
-    chosen = _per_student(handed, result)
+    chosen = _per_student(handed, result, exercise)
     if groups is not None:
         chosen = _per_group(chosen, groups, result)
     result.entries = _extract(chosen, result)
@@ -329,7 +330,8 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "submission"
 
 
-def _per_student(handed: list[Handed], result: Collection) -> list[tuple[Entry, File | None]]:
+def _per_student(handed: list[Handed], result: Collection,
+                 exercise: str = EXERCISE) -> list[tuple[Entry, File | None]]:
     """One entry per student: the chosen file of their newest submission."""
     # Bare names that collide are two students, never one: key them by their full names.
     by_id: dict[str, list[Handed]] = {}
@@ -355,7 +357,7 @@ def _per_student(handed: list[Handed], result: Collection) -> list[tuple[Entry, 
                 # a link handed in as the submission: graded as what it is, an unreadable link
                 choice = Choice(submission.files[0], submission.files[0].name, "", ())
             else:
-                choice = choose([(f.name, f.version, f) for f in submission.files])
+                choice = choose([(f.name, f.version, f) for f in submission.files], exercise)
             options.append((submission, choice))
         options.sort(key=lambda o: max((f.version for f in o[0].files), default=()), reverse=True)
         submission, choice = options[0]

@@ -25,7 +25,10 @@ def grade_remote(student: str, source: str, data: bytes, suffix: str, notes: tup
     with _lock:
         if rubric_path not in _cache:
             rubric = load_rubric(rubric_path)
-            _cache[rubric_path] = (rubric, *prepare(rubric, list(rubric.steps)), Zygote())
+            prepared, diagnoser = prepare(rubric, list(rubric.steps))
+            zygote = Zygote()
+            zygote.prepare_for(prepared)
+            _cache[rubric_path] = (rubric, prepared, diagnoser, zygote)
         rubric, prepared, diagnoser, zygote = _cache[rubric_path]
     with tempfile.TemporaryDirectory(prefix="attention-grader-task-") as folder:
         path = Path(folder) / f"submission{suffix}"

@@ -58,7 +58,7 @@ def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path
     rubric = rubric if isinstance(rubric, Rubric) else load_rubric(find_rubric(rubric))
     (out / "results").mkdir(parents=True, exist_ok=True)
     collection = collect([Path(i) for i in inputs], out / "submissions", id_pattern,
-                         read_groups(Path(groups)) if groups else None)
+                         read_groups(Path(groups)) if groups else None, exercise=rubric.exercise)
     if not collection.entries:
         raise UsageError("nothing to grade: " + ("; ".join(collection.problems) or
                                                  "no .py, .ipynb, folder or .zip among the inputs"))
@@ -169,6 +169,7 @@ def _run_local(pending, rubric, out, keys, jobs, scheduler, progress) -> dict[st
     failures: dict[str, str] = {}
     prepared, diagnoser = prepare(rubric, list(rubric.steps))
     with Zygote() as zygote, ThreadPoolExecutor(max_workers=jobs) as pool:
+        zygote.prepare_for(prepared)
         _canary(rubric, prepared, diagnoser, zygote)
         futures: dict[Future, Entry] = {}
         queue = list(pending)

@@ -44,7 +44,7 @@ def render_html(report: Report, **_) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Attention grader: {escape(report.submission)}</title>",
+        f"<title>{escape(report.heading)} for {escape(report.submission)}</title>",
         f"<style>{STYLE}</style></head><body>",
         *_body(report, ""),
         "</body></html>"]) + "\n"
@@ -75,7 +75,7 @@ def scoped(css: str, scope: str) -> str:
 def _body(report: Report, ids: str) -> list[str]:
     percent = 100 * report.score / report.max_score if report.max_score else 0
     parts = [
-        "<h1>Attention grader report</h1>",
+        f"<h1>{escape(report.heading)}</h1>",
         f'<p class="sub">{escape(report.submission)}</p>',
         f'<p class="score" id="{ids}score">Score: {report.score:g} / {report.max_score:g}</p>',
         f'<div class="bar" role="img" aria-label="{percent:.0f}%"><span style="width:{percent:.1f}%">'

@@ -12,6 +12,7 @@
       </testsuite>
     </testsuites>
 
+The classname is the exercise's stem (the rubric's `course.exercise`) and the step's section.
 `failed` and `missing` steps are failures, `error` and `timeout` steps are errors (the code raised,
 hung or crashed), `not_implemented` steps are skipped. The elements and attributes are those of
 junit-10.xsd, the schema pytest's own JUnit XML follows (no `skipped` on `<testsuites>`, nothing but
@@ -57,8 +58,9 @@ def render_junit(report: Report, *, submission: str | None = None, **_) -> str:
         ET.SubElement(properties, "property", {"name": name, "value": _clean(value)})
     where = submission or report.submission
     lines = _definition_lines(report, where)
+    exercise = report.exercise or _stem(where)
     for step in report.steps:
-        suite.append(_testcase(step, where, lines.get(step.id, 1)))
+        suite.append(_testcase(step, where, lines.get(step.id, 1), exercise))
     if report.notes:
         ET.SubElement(suite, "system-out").text = _clean("\n".join(report.notes))
     ET.indent(root)
@@ -80,9 +82,16 @@ def _definition_lines(report: Report, path: str) -> dict[str, int]:
     return {step.id: definition_line(source, step.id) or 1 for step in report.steps}
 
 
-def _testcase(step: StepResult, submission: str, line: int) -> ET.Element:
+def _stem(path: str) -> str:
+    """The classname's first part for a report that names no exercise: the submission's stem."""
+    from pathlib import PurePath
+
+    return PurePath(path).stem.replace(".", "_") or "submission"
+
+
+def _testcase(step: StepResult, submission: str, line: int, exercise: str) -> ET.Element:
     section = step.section.replace(".", "_")  # dots would read as folders to a reporter
-    case = ET.Element("testcase", {"classname": f"attention.section_{section}", "name": step.id,
+    case = ET.Element("testcase", {"classname": f"{exercise}.section_{section}", "name": step.id,
                                    "time": _seconds(step.seconds), "file": _clean(submission),
                                    "line": str(line)})
     if step.passed:

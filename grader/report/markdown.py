@@ -11,7 +11,7 @@ ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "timeout": "⏱️",
 
 def render_markdown(report: Report, **_) -> str:
     lines = [
-        f"# Attention grader report: {markdown_inline(report.submission)}",
+        f"# {markdown_inline(report.heading)} for {markdown_inline(report.submission)}",
         "",
         f"**Score: {report.score:g} / {report.max_score:g}**",
         "",
