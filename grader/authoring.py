@@ -285,7 +285,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--solutions", type=Path, default=DEFAULT_SOLUTIONS, help="reference solutions file"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="exercises directory")
+    parser.add_argument("--rubric", type=Path, default=None,
+                        help="a course's rubric: its reference file and its `course.exercises` "
+                             "folder stand for --solutions and --out")
     args = parser.parse_args(argv)
+    if args.rubric is not None:
+        from .errors import RubricError
+        from .rubric import load_rubric
+
+        try:
+            rubric = load_rubric(args.rubric)
+        except RubricError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if rubric.reference is None:
+            print(f"error: {args.rubric} has no reference solutions (a student bundle's rubric?)",
+                  file=sys.stderr)
+            return 2
+        args.solutions, args.out = rubric.reference, rubric.exercises_dir
 
     try:
         if args.check:

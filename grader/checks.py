@@ -387,7 +387,7 @@ def check_rows_sum_to_one(step: Step, check: Check, outcomes: list[Outcome]) -> 
     tolerance = check.tolerance or 1e-4
     for outcome in outcomes:
         for label, expected, obtained in expected_and_obtained(step, outcome):
-            _refuse_trivial(outcome, label, expected, obtained, "its rows are attention weights")
+            _refuse_trivial(outcome, label, expected, obtained, "its rows are weights that sum to 1")
             sums = obtained.double().sum(dim=-1)
             off = (sums - 1).abs()
             if not torch.isfinite(sums).all() or off.max() > tolerance:

@@ -135,7 +135,38 @@ def archive_files(rubric_path: str | Path | None = None) -> dict[str, Path | str
                              "solutions/) beside the rubric, not beside it or in grader/")
         for path in sorted(folder.glob("*.py")):
             files[PurePosixPath(*where.parts, path.name).as_posix()] = path
+    # The course's own checks and fixtures, which its rubric names relative to itself.
+    for named in (rubric.course_checks, *fixture_files(rubric, base)):
+        if named is None:
+            continue
+        try:
+            where = Path(named).resolve().relative_to(base)
+        except ValueError:
+            raise UsageError(f"{named} is not in the rubric's folder {base} or below it; keep the "
+                             "course's files beside the rubric to build the archive") from None
+        files[where.as_posix()] = Path(named).resolve()
     return files
+
+
+def fixture_files(rubric, base: Path) -> list[Path]:
+    """The fixture files the rubric's cases name (`{fixture: FILE.py:CLASS}`)."""
+    found: set[Path] = set()
+
+    def walk(spec) -> None:
+        if isinstance(spec, dict):
+            if isinstance(spec.get("fixture"), str) and ":" in spec["fixture"]:
+                found.add(base / spec["fixture"].split(":")[0])
+            for value in spec.values():
+                walk(value)
+        elif isinstance(spec, list):
+            for value in spec:
+                walk(value)
+
+    for step in rubric.steps:
+        for case in step.cases:
+            walk(case.args)
+            walk(case.let)
+    return sorted(found)
 
 
 def build_archive(out: str | Path, rubric_path: str | Path | None = None) -> Path:

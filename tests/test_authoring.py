@@ -100,7 +100,7 @@ def test_to_notebook_is_valid_and_deterministic():
 
 
 def test_build_and_check_round_trip(tmp_path, capsys):
-    solutions = tmp_path / "solutions.py"
+    solutions = tmp_path / "attention.py"  # the exercises are named after the solutions file
     solutions.write_text(SAMPLE, encoding="utf-8")
     out = tmp_path / "ex"
     args = ["--solutions", str(solutions), "--out", str(out)]

@@ -41,6 +41,8 @@ MISTAKES = {
                                          "x = self.drop_emb(tok_embeds)"), "GPTModel"),
     "generate_without_cropping": (edit("idx_cond = idx[:, -context_size:]", "idx_cond = idx"),
                                   "generate_text_simple"),
+    "tying_counted_wrong": (edit("    return total - sum(p.numel() for p in model.out_head.parameters())",
+                                 "    return total"), "count_parameters_tied"),
     "generate_from_first_position": (edit("logits = logits[:, -1, :]", "logits = logits[:, 0, :]"),
                                      "generate_text_simple"),
 }
@@ -66,7 +68,7 @@ def reports(course, tmp_path_factory):
 
 def test_the_reference_gets_full_marks(reports):
     report = reports["reference"]
-    assert report.score == report.max_score == 38, [(s.id, s.feedback) for s in report.steps]
+    assert report.score == report.max_score == 40, [(s.id, s.feedback) for s in report.steps]
 
 
 def test_the_stubs_get_nothing(reports):
@@ -158,3 +160,15 @@ def test_a_structure_case_is_built_on_the_meta_device(course):
     (expected,) = preparer.prepare(course.step("gpt2_small")).expected
     assert {p.device.type for p in expected.parameters.values()} == {"meta"}
     assert sum(p.numel() for p in expected.parameters.values()) == 163_009_536
+
+
+def test_the_stubs_are_made_from_the_rubric_alone(capsys):
+    from grader.authoring import main
+
+    assert main(["--rubric", str(COURSE / "config.yaml"), "--check"]) == 0
+    assert "examples/chapter4/exercises are up to date" in capsys.readouterr().out
+
+
+def test_gpt2s_tied_count_is_the_books_on_a_model_that_costs_no_memory(reports):
+    step = next(s for s in reports["tying_counted_wrong"].steps if s.id == "count_parameters_tied")
+    assert "is 163009536; expected 124412160" in step.feedback, step.feedback

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
@@ -163,3 +164,14 @@ def test_an_archive_is_not_built_from_a_student_bundle(tmp_path, capsys):
     assert cli.main(["gradescope", "--out", str(out), "--rubric", student_rubric]) == 2
     assert "student bundle" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_an_archive_of_another_course_carries_its_checks_and_fixtures(tmp_path):
+    # chapter 4: a course-checks file and a fixtures file beside its rubric; students hand in gpt.py
+    course = Path(__file__).resolve().parent.parent / "examples" / "chapter4"
+    out = tmp_path / "chapter4.zip"
+    assert cli.main(["gradescope", "--out", str(out), "--rubric", str(course / "config.yaml")]) == 0
+    with zipfile.ZipFile(out) as z:
+        assert {"checks.py", "fixtures.py", "solutions/gpt.py"} <= set(z.namelist())
+    results = autograder(tmp_path, out, course / "solutions" / "gpt.py", "gpt.py")
+    assert results["score"] == 38, results["log"]

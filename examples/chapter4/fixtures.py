@@ -26,3 +26,34 @@ class TinyLanguageModel(nn.Module):
                              "crop the input to the last context_size tokens")
         logits = self.table[idx] + self.position[:tokens]  # (b, T, vocab_size)
         return logits.cumsum(dim=1)  # each position sees the tokens up to it
+
+
+class GPTParameters(nn.Module):
+    """The parameters of a GPT of configuration `cfg`, named as GPTModel names them, built on the
+    meta device (shapes only, no memory, even for GPT-2's 163 million); it has no forward."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        emb, vocab = cfg["emb_dim"], cfg["vocab_size"]
+        with torch.device("meta"):
+            self.tok_emb = nn.Embedding(vocab, emb)
+            self.pos_emb = nn.Embedding(cfg["context_length"], emb)
+            self.trf_blocks = nn.Sequential(*[self._block(cfg) for _ in range(cfg["n_layers"])])
+            self.final_norm = self._norm(emb)
+            self.out_head = nn.Linear(emb, vocab, bias=False)
+
+    @staticmethod
+    def _norm(emb):
+        norm = nn.Module()
+        norm.scale, norm.shift = nn.Parameter(torch.ones(emb)), nn.Parameter(torch.zeros(emb))
+        return norm
+
+    def _block(self, cfg):
+        emb, bias = cfg["emb_dim"], cfg["qkv_bias"]
+        block, att, ff = nn.Module(), nn.Module(), nn.Module()
+        att.W_query, att.W_key, att.W_value = (nn.Linear(emb, emb, bias=bias) for _ in range(3))
+        att.out_proj = nn.Linear(emb, emb)
+        ff.layers = nn.Sequential(nn.Linear(emb, 4 * emb), nn.Identity(), nn.Linear(4 * emb, emb))
+        block.att, block.ff = att, ff
+        block.norm1, block.norm2 = self._norm(emb), self._norm(emb)
+        return block

@@ -151,3 +151,12 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
 # %%
 def gpt2_small():
     raise NotImplementedError("gpt2_small: fill in this step")
+
+
+# %% [markdown]
+# GPT-2 ties the output head to the token embedding (the same weights), so the book counts its
+# parameters without the output head: 163,009,536 - 38,597,376 = 124,412,160.
+
+# %%
+def count_parameters_tied(model):
+    raise NotImplementedError("count_parameters_tied: fill in this step")

@@ -208,3 +208,15 @@ def gpt2_small():
     # BEGIN SOLUTION
     return GPTModel(GPT_CONFIG_124M)
     # END SOLUTION
+
+
+# %% [markdown]
+# GPT-2 ties the output head to the token embedding (the same weights), so the book counts its
+# parameters without the output head: 163,009,536 - 38,597,376 = 124,412,160.
+
+# %%
+def count_parameters_tied(model):
+    # BEGIN SOLUTION
+    total = sum(p.numel() for p in model.parameters())
+    return total - sum(p.numel() for p in model.out_head.parameters())
+    # END SOLUTION

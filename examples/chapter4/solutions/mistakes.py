@@ -108,6 +108,10 @@ def _generate_from_first_position(model, idx, max_new_tokens, context_size):
     return idx
 
 
+def _count_untied(model):
+    return sum(p.numel() for p in model.parameters())  # MISTAKE: the tied output head counted too
+
+
 MISTAKES = {
     "layernorm_unbiased_variance": Mistake(
         "layernorm_unbiased_variance",
@@ -152,6 +156,13 @@ MISTAKES = {
         "cannot tell the order of the tokens apart.",
         "Add self.pos_emb(torch.arange(seq_len, device=in_idx.device)) to the token embeddings.",
         {"GPTModel": (GPTWithoutPositions,)}),
+    "tying_counted_wrong": Mistake(
+        "tying_counted_wrong",
+        "The tied output head is counted",
+        "GPT-2 reuses the token embedding's weights in its output head, so the book counts the "
+        "parameters without out_head: 124,412,160, not 163,009,536.",
+        "Subtract sum(p.numel() for p in model.out_head.parameters()) from the total.",
+        {"count_parameters_tied": (_count_untied,)}),
     "generate_without_cropping": Mistake(
         "generate_without_cropping",
         "The context is not cropped",
