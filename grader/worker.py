@@ -478,7 +478,12 @@ def main(argv: list[str]) -> int:
         pass  # the grader went away
     finally:
         confine.remove_folder(folder)
-    return 0
+    # Leave now: finalising an interpreter that holds torch (and whatever the student's code left
+    # behind) takes longer than the grading's last step, and the grader waits for this exit.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 # ---------------------------------------------------------------- the zygote: a warm worker factory
