@@ -477,8 +477,23 @@ class _ForkedChild:
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.returncode is None:
+            self._until_exit(timeout)
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
             time.sleep(0.01)
         return self.returncode
+
+    def _until_exit(self, timeout: float | None) -> None:
+        """Sleep until the worker exits (a pidfd turns readable then), instead of asking the zygote
+        every few milliseconds. The pid cannot be reused meanwhile: the zygote reaps it only when
+        asked for its status."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return  # no pidfd here (or already gone): the polling below does it
+        try:
+            select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
