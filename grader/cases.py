@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import sys
 from dataclasses import dataclass, field
@@ -83,9 +84,12 @@ class PreparedStep:
 
 
 def load_reference(path: Path) -> ModuleType:
-    """Import the reference solutions by path, in the grader's process only."""
-    name = "_attention_grader_reference"
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+    """Import the reference solutions by path, in the grader's process only, once per file: each
+    course's reference has a module name of its own (a known-mistakes file finds it by the same
+    rule: `_attention_grader_reference_` + the first 12 hex digits of the SHA-256 of its real path)."""
+    path = Path(path).resolve()
+    name = "_attention_grader_reference_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

@@ -14,6 +14,7 @@ signature, parameter names, parameter creation order (so seeded initialisation m
 student, and ``implementations``, step id -> a tuple of one or more variants.
 """
 
+import hashlib
 import importlib.util
 import pathlib
 import sys
@@ -24,22 +25,26 @@ import torch.nn as nn
 
 # -------------------------------------------------- the reference module
 
-_REFERENCE_NAME = "_attention_grader_reference"
+def _reference_name(path: pathlib.Path) -> str:
+    """The module name the grader gives the reference at `path` (grader.cases.load_reference)."""
+    return "_attention_grader_reference_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
 
 
 def _load_reference():
-    """The reference solutions (attention.py beside this file), loaded once by path."""
-    module = sys.modules.get(_REFERENCE_NAME)
+    """The reference solutions (attention.py beside this file), loaded once by path: the very module
+    the grader loaded, if it did, so that both compare the same classes."""
+    path = pathlib.Path(__file__).resolve().with_name("attention.py")
+    name = _reference_name(path)
+    module = sys.modules.get(name)
     if module is not None:
         return module
-    path = pathlib.Path(__file__).resolve().with_name("attention.py")
-    spec = importlib.util.spec_from_file_location(_REFERENCE_NAME, path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[_REFERENCE_NAME] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[_REFERENCE_NAME]
+        del sys.modules[name]
         raise
     return module
 
