@@ -9,7 +9,8 @@ a memory bomb, which grows to the 2 GB memory limit, a forged report). Then, in 
 same run and on this machine, it times:
 
   a. `python -c "import torch"` and a cold `attention-grader check` of one submission
-  b. `attention-grader grade CLASS --out DIR --jobs 1`, and the same with `--jobs 2`
+  b. `attention-grader grade CLASS --out DIR --jobs 1`, and the same with `--jobs 2`, each right
+     after the bare floor on the same class (benchmarks/floor.py), and their ratio
   c. with `--big N` (e.g. 1000): `--jobs 2` on a class of N and on a class of 100, to compare memory
 
 and prints wall time, submissions per second and the peak memory: of the grader process itself
@@ -20,6 +21,7 @@ workers, the memory bomb included), sampled every 50 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -169,9 +171,18 @@ def main(argv=None) -> int:
         print(f"a. import torch: {torch_s:.2f} s; cold check of one submission: {check_s:.2f} s "
               f"({check_s - torch_s:+.2f} s)")
         for jobs in (1, 2):
+            # the floor (benchmarks/floor.py) and the grader, one after the other on the same class
+            floor = json.loads(subprocess.run(
+                [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--jobs",
+                 str(jobs), "--json"], capture_output=True, text=True, check=True).stdout)
+            load = os.getloadavg()[0]
             seconds, own, peak = grade(folder, base / f"out-jobs{jobs}", jobs)
             print(f"b. grade --jobs {jobs}: {seconds:.1f} s, {args.students / seconds:.1f} submissions/s, "
-                  f"peak memory: grader {own / 2**20:.0f} MiB, whole tree {peak / 2**20:.0f} MiB")
+                  f"peak memory: grader {own / 2**20:.0f} MiB, whole tree {peak / 2**20:.0f} MiB "
+                  f"(load average {load:.2f} before)")
+            print(f"   floor --jobs {jobs}: {floor['seconds']:.1f} s (load average "
+                  f"{floor['load_before'][0]:.2f} before); grader / floor = "
+                  f"{seconds / floor['seconds']:.2f}")
         if args.big:
             small = build_class(base / "class-100", 100)
             big = build_class(base / f"class-{args.big}", args.big)

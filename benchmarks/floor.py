@@ -45,7 +45,7 @@ def _child(submission, prepared, write_fd: int) -> None:
         try:
             signal.setitimer(signal.ITIMER_REAL, 30)
             exec(compile(chunk.code, chunk.filename, "exec"), namespace)  # noqa: S102
-        except BaseException:  # noqa: BLE001 - a cell that fails: the next one still runs
+        except BaseException:  # noqa: BLE001, S110 - a cell that fails: the next one still runs
             pass
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -110,12 +110,12 @@ def _compare(prepared, results) -> int:
 
 
 def run_floor(folder: Path, rubric_path: Path, jobs: int) -> dict:
+    import torch
+
     from grader import wire
     from grader.engine import prepare
     from grader.rubric import load_rubric
     from grader.submission import UnreadableSubmission, read_submission
-
-    import torch
 
     torch.set_num_threads(1)  # as the grader's zygote: forking after an OpenMP pool can hang
     rubric = load_rubric(rubric_path)
@@ -152,7 +152,7 @@ def run_floor(folder: Path, rubric_path: Path, jobs: int) -> dict:
             graded += 1
             if data:
                 right += _compare(prepared, wire.decode(bytes(data))["results"])
-        for fd, (pid, _data, deadline) in list(running.items()):
+        for pid, _data, deadline in list(running.values()):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
     seconds = time.monotonic() - started
