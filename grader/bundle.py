@@ -29,7 +29,7 @@ import yaml
 from . import wire
 from .errors import RubricError, UsageError
 from .registry import applies
-from .rubric import Rubric, Step
+from .rubric import Rubric, Step, read_yaml
 
 EXPECTED_FILE = "expected.bin"
 COURSE_CHECKS_FILE = "course_checks.py"  # the course's own checks (`course_checks:`), in a bundle
@@ -166,7 +166,7 @@ def _expected_record(step: Step, expected) -> dict:
 
 
 def _student_rubric(rubric: Rubric, steps: list[Step], checksum: str) -> str:
-    source = yaml.safe_load(Path(rubric.path).read_text(encoding="utf-8"))
+    source = read_yaml(Path(rubric.path).read_text(encoding="utf-8"))
     source.pop("reference", None)
     source.pop("mistakes", None)
     if rubric.course_checks is not None:  # shipped beside the student rubric (build_bundle)

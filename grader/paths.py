@@ -64,8 +64,10 @@ def find_rubric(given: str | Path | None = None, *, start: str | Path | None = N
 def is_rubric(path: Path) -> bool:
     import yaml
 
+    from .rubric import read_yaml
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return True  # it claims the name: let load_rubric say what is wrong with it
     return isinstance(data, dict) and "steps" in data
