@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from grader import cli
+from grader import cli, load_rubric
 from grader.gradescope import find_submission
 
 
@@ -174,4 +174,5 @@ def test_an_archive_of_another_course_carries_its_checks_and_fixtures(tmp_path):
     with zipfile.ZipFile(out) as z:
         assert {"checks.py", "fixtures.py", "solutions/gpt.py"} <= set(z.namelist())
     results = autograder(tmp_path, out, course / "solutions" / "gpt.py", "gpt.py")
-    assert results["score"] == 38, results["log"]
+    full = sum(step.points for step in load_rubric(course / "config.yaml").steps)
+    assert results["score"] == full, results["log"]
