@@ -174,7 +174,8 @@ def main(argv=None) -> int:
             # the floor (benchmarks/floor.py) and the grader, one after the other on the same class
             floor = json.loads(subprocess.run(
                 [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--jobs",
-                 str(jobs), "--json"], capture_output=True, text=True, check=True).stdout)
+                 str(jobs), "--json"], capture_output=True, text=True, check=True
+            ).stdout.strip().splitlines()[-1])
             load = os.getloadavg()[0]
             seconds, own, peak = grade(folder, base / f"out-jobs{jobs}", jobs)
             print(f"b. grade --jobs {jobs}: {seconds:.1f} s, {args.students / seconds:.1f} submissions/s, "

@@ -39,6 +39,10 @@ def _child(submission, prepared, write_fd: int) -> None:
     def ring(signum, frame):
         raise TimeoutError
 
+    devnull = os.open(os.devnull, os.O_WRONLY)  # what the submissions print is not the floor's output
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
     signal.signal(signal.SIGALRM, ring)
     namespace: dict = {"__name__": submission.module_name}
     for chunk in submission.chunks:

@@ -36,6 +36,7 @@ import torch.nn as nn
 
 from . import shells
 from .errors import RubricError
+from .pyparse import LOCK as PARSE_LOCK
 from .rubric import Case, Rubric, Step
 
 _RANDOM = {"randn": torch.randn, "rand": torch.rand}
@@ -218,7 +219,9 @@ class Preparer:
             raise RubricError(self.rubric.path, where, f"the fixtures file {path} does not exist")
         source = path.read_text(encoding="utf-8")
         namespace: dict[str, Any] = {"__name__": "course_fixtures"}
-        exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the course's own file
+        with PARSE_LOCK:
+            code = compile(source, str(path), "exec")
+        exec(code, namespace)  # noqa: S102 - the course's own file
         if not isinstance(namespace.get(class_name), type):
             raise RubricError(self.rubric.path, where, f"{path} defines no class {class_name!r}")
         if not isinstance(init, dict):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .cases import PreparedStep
 from .checks import Outcome, absent_parameter, call_text, run_checks
 from .models import StepResult
+from .pyparse import parse
 from .replies import (
     Answered,
     Built,
@@ -295,7 +296,7 @@ def _last_rebinding(name: str, submission: Submission | None) -> tuple[str, str]
         if len(chunk.code) > MAX_PARSED:
             continue
         try:
-            tree = ast.parse(chunk.code)
+            tree = parse(chunk.code)
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             continue
         line = _binding_line(tree.body, name, submission.kind == "py")

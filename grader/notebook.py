@@ -17,6 +17,7 @@ from pathlib import Path
 from .engine import grade
 from .errors import UsageError
 from .models import Report
+from .pyparse import parse
 from .report.html import render_html_fragment
 from .report.text import render_text
 from .rubric import Rubric
@@ -76,7 +77,7 @@ def kernel_submission(inputs: list[str], namespace: dict | None = None) -> Submi
         if note:
             notes.append(f"In [{number}]: {note}")
         try:
-            body = ast.parse(code).body
+            body = parse(code).body
         except SyntaxError:
             body = None  # sent as it is: the worker reports the error, with its line
         cells.append((number, code, body))

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import nbformat
 
+from .pyparse import LOCK as PARSE_LOCK
+from .pyparse import parse
+
 MAX_BYTES = 20_000_000  # larger files are refused unread
 
 # Cell magics whose body is Python that runs once (`%%timeit`'s first line, its setup, runs before it);
@@ -210,7 +213,8 @@ def _read_ipython(source: str, said: _Said, budget: ReadingBudget, depth: int) -
         return None
     budget.left -= work
     try:
-        read = _transformer().transform_cell(source).splitlines()
+        with PARSE_LOCK:
+            read = _transformer().transform_cell(source).splitlines()
     except Exception:  # IPython cannot read it (an unclosed bracket or string, ...): left as it is
         return None
     # IPython drops the cell's leading blank lines; they are put back, so that lines keep their numbers.
@@ -332,7 +336,7 @@ def _options_removed(magic: str, argument: str) -> str:
 
 def _is_expression(code: str) -> bool:
     try:
-        ast.parse(code, mode="eval")
+        parse(code, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return True
@@ -353,7 +357,7 @@ def _parses(source: str) -> bool:
     if len(source) > MAX_PARSED:
         return True
     try:
-        ast.parse(source)
+        parse(source)
     except SyntaxError:
         return False
     except (RecursionError, MemoryError, ValueError):
@@ -372,7 +376,7 @@ def names_bound_from(code: str, line: int = 0) -> dict[str, int]:
     if len(code) > MAX_PARSED:
         return {}
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return {}
     found: dict[str, int] = {}
