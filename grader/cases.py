@@ -84,6 +84,12 @@ class PreparedStep:
     expected: list[Expected]
 
 
+def seed_cpu(seed: int) -> None:
+    """Seed torch's CPU generator, the one every case runs on (the worker seeds its own the same
+    way). `torch.manual_seed` does this too, and queues CUDA seeds with a formatted stack each."""
+    torch.default_generator.manual_seed(int(seed))
+
+
 def load_reference(path: Path) -> ModuleType:
     """Import the reference solutions by path, in the grader's process only, once per file: each
     course's reference has a module name of its own (a known-mistakes file finds it by the same
@@ -253,7 +259,7 @@ class Preparer:
         """What `target` (the reference, or with `tolerant` a known mistake, which may raise)
         gives on this case."""
         generator = torch.Generator().manual_seed(case.seed)
-        torch.manual_seed(case.seed)
+        seed_cpu(case.seed)
         self.scope = {}
         for name, spec in case.let.items():
             self.scope[name] = self.materialize(spec, generator, f"{where}.let.{name}")
@@ -287,7 +293,7 @@ class Preparer:
                       given_replays: list | None = None) -> None:
         """The reference's (or a known mistake's) module on the case. `given_replays`: the
         stand-ins the student's module gets (the reference's), for a mistake's answer."""
-        torch.manual_seed(case.seed)
+        seed_cpu(case.seed)
         with torch.device("meta") if meta_build(step, case) else contextlib.nullcontext():
             module = target(*args)  # on the meta device: shapes only, no memory (GPT-2 sized)
         expected.parameters = {n: p.detach().clone() for n, p in module.named_parameters()}
