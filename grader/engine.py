@@ -30,6 +30,7 @@ from .replies import (
     TimedOut,
     decode_probe,
 )
+from .replies import decode_step as replies_decode_step
 from .rubric import Rubric, Step, load_rubric
 from .sandbox import Limits, Worker, WorkerDied, WorkerTimeout
 from .submission import Submission, UnreadableSubmission, read_submission
@@ -57,6 +58,7 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric | 
     try:
         # ... while this process does the same: the two imports overlap on two cores.
         prepared, diagnoser = prepare(rubric, chosen)
+        session.expect(prepared)
         results = [_graded(session, p, diagnoser) for p in prepared]
     finally:
         session.close()
@@ -87,6 +89,7 @@ def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, 
     started = time.monotonic()
     session = Session(submission, rubric, zygote)
     try:
+        session.expect(prepared)
         results = [_graded(session, p, diagnoser) for p in prepared]
     finally:
         session.close()
@@ -241,6 +244,21 @@ def _unread(step: Step) -> StepResult:
                       hints=step.hints)
 
 
+@dataclasses.dataclass
+class _Asked:
+    """One request the worker was sent and has not answered yet, and then its typed reply."""
+
+    prepared: object  # the PreparedStep (or, for a probe, what names its step)
+    request: dict  # what was asked, whole: the reply is checked against it
+    probe: bool = False
+    reply: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProbeOf:
+    step: Step
+
+
 class Session:
     """The worker for one submission, restarted after a step that hangs or crashes it.
 
@@ -260,6 +278,10 @@ class Session:
         self.deadline = time.monotonic() + rubric.defaults.submission_timeout
         self.printed: list[str] = []  # output of workers that were stopped, for the notes
         self.sandbox: dict = {}  # what the first worker's confinement applied (before any code ran)
+        self.upcoming: list = []  # the steps `run` will be asked for (see `expect`)
+        self.queued: list[_Asked] = []  # asked of the worker, in order, not yet read
+        self.answered: list[_Asked] = []  # read while waiting for another, not yet taken by `run`
+        self.sent_plan: Worker | None = None  # the worker that was sent the upcoming steps' plan
         self._start()
 
     def _start(self) -> None:
@@ -295,36 +317,138 @@ class Session:
         finally:
             self.sandbox = self.sandbox or self.worker.sandbox
 
+    def expect(self, prepared: list) -> None:
+        """The steps `run` will be asked for, in order: the worker is given them all at once and
+        answers each as soon as it has run it, while this process judges the one before."""
+        self.upcoming = list(prepared)
+
     def run(self, prepared) -> StepReply:
-        step = prepared.step
         if self.load_failure is None:
             self._ensure_loaded()
         if self.load_failure is not None:
             return self.load_failure
+        for entry in self.answered:  # read while waiting for a later request
+            if entry.prepared is prepared:
+                self.answered.remove(entry)
+                return entry.reply
+        if not any(entry.prepared is prepared for entry in self.queued):
+            if self.deadline - time.monotonic() <= 0:
+                return TimedOut(self.rubric.defaults.submission_timeout, whole_submission=True)
+            self._ask_ahead(prepared)
+        entry = self._answer(lambda e: e.prepared is prepared)
+        if entry is None:  # lost with a worker that failed on an earlier request: ask a new one
+            return self.run(prepared)
+        return entry.reply
+
+    def _ask_ahead(self, prepared) -> None:
+        """Ask the worker for this step and, where it is one of the steps expected, for all those
+        after it, by their indices in the plan the worker holds (the zygote's, or one sent now);
+        a step outside the plan is asked for whole, alone."""
+        index = next((i for i, p in enumerate(self.upcoming) if p is prepared), None)
+        ahead = [prepared] if index is None else self.upcoming[index:]
+        planned = [self._planned(p) for p in ahead]
+        if planned[0] is None:
+            ahead, planned = [prepared], []
+        elif None in planned:
+            ahead, planned = ahead[: planned.index(None)], planned[: planned.index(None)]
+        self._answer(lambda e: False)  # the worker reads nothing new before it has answered all
+        if self.worker is None:  # it failed on one of them
+            self._ensure_loaded()
+            if self.load_failure is not None:
+                return
+            return self._ask_ahead(prepared)
         left = self.deadline - time.monotonic()
-        if left <= 0:
-            return TimedOut(self.rubric.defaults.submission_timeout, whole_submission=True)
-        timeout = min(step.timeout, left)
-        request = {**prepared.request, "timeout": timeout,
-                   "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
-                              "cpu_seconds": step.cpu_seconds}}
+        limits = [{"memory_bytes": p.step.memory_mb * 1024 * 1024, "cpu_seconds": p.step.cpu_seconds}
+                  for p in ahead]
+        requests = [{**p.request, "timeout": min(p.step.timeout, left), "limits": limit}
+                    for p, limit in zip(ahead, limits)]
+        message = requests[0] if not planned else {
+            "op": "steps", "plan": planned, "left": left, "limits": limits,
+            "timeouts": [p.step.timeout for p in ahead]}
+        self._send(message, [_Asked(p, r) for p, r in zip(ahead, requests)],
+                   min(ahead[0].step.timeout, left))
+
+    def _send(self, message: dict, asked: list[_Asked], timeout: float) -> None:
+        """Send one request that `asked` answer; a worker that cannot take it answers them all
+        with its failure."""
         started = time.monotonic()
         try:
-            return self.worker.run_step(request, timeout + GRACE)
-        except WorkerTimeout:
-            self._discard()
-            return TimedOut(timeout)
-        except WorkerDied as died:
+            self.worker.send(message, timeout + GRACE)
+        except (WorkerTimeout, WorkerDied) as exc:
+            failure = self._failure(exc, timeout, started)
+            for entry in asked:
+                entry.reply = None if entry.probe else failure
+            self.answered.extend(asked)
+            return
+        self.queued.extend(asked)
+
+    def _planned(self, prepared) -> int | None:
+        """The step's index in the plan the worker holds; a worker that came without one (one
+        started from scratch) is sent the plan of all the steps expected."""
+        if self.zygote is not None and getattr(self.zygote, "plan", None):
+            return self.zygote.planned(prepared.request)
+        index = next((i for i, p in enumerate(self.upcoming) if p is prepared), None)
+        if index is None:
+            return None
+        if self.sent_plan is not self.worker:
+            self._answer(lambda e: False)
+            if self.worker is None:
+                return None
+            try:
+                self.worker.send({"op": "plan", "steps": [p.request for p in self.upcoming]},
+                                 self.rubric.defaults.load_timeout + GRACE)
+            except WorkerTimeout:
+                self._discard()
+                return None
+            except WorkerDied:
+                self._keep_output()
+                self._discard()
+                return None
+            self.sent_plan = self.worker
+        return index
+
+    def _answer(self, wanted) -> _Asked | None:
+        """Read the worker's replies in the order they were asked for, up to the wanted one (the
+        others are kept for `run`); each is waited for its own step's time from the moment the
+        one before it came. A worker that fails loses every request after the one it failed on:
+        None when the wanted one was lost, or when nothing was wanted."""
+        while self.queued:
+            entry = self.queued.pop(0)
+            limit = min(entry.prepared.step.timeout, max(self.deadline - time.monotonic(), 0.001))
+            started = time.monotonic()
+            try:
+                raw = self.worker.receive(limit + GRACE)
+                if entry.probe:
+                    entry.reply = decode_probe(raw, entry.request)
+                elif isinstance(raw, dict) and raw.get("out_of_time") is True:
+                    entry.reply = TimedOut(self.rubric.defaults.submission_timeout,
+                                           whole_submission=True)
+                else:
+                    entry.reply = replies_decode_step(raw, entry.request)
+            except (WorkerTimeout, WorkerDied, MalformedReply) as exc:
+                failure = self._failure(exc, limit, started)
+                entry.reply = None if entry.probe else failure
+            if wanted(entry):
+                return entry
+            self.answered.append(entry)
+        return None
+
+    def _failure(self, exc: Exception, limit: float, started: float) -> StepReply:
+        """The reply of a worker that did not answer; the worker is not asked anything again."""
+        if isinstance(exc, WorkerDied):
             self._keep_output()
-            self._discard()
-            return Died(died.reason, time.monotonic() - started)
-        except MalformedReply as problem:
-            self._discard()  # whatever sent it is not to be trusted with another step
-            return Malformed(str(problem))
+            reply = Died(exc.reason, time.monotonic() - started)
+        elif isinstance(exc, MalformedReply):
+            reply = Malformed(str(exc))  # whatever sent it is not to be trusted with another step
+        else:
+            reply = TimedOut(limit)
+        self._discard()
+        return reply
 
     def probe(self, step: Step, request: dict) -> list | None:
         """What the module gave on each candidate binding (grader.binding), or None when the worker
         could not answer (it is then restarted for the step)."""
+        self._answer(lambda e: False)  # the steps asked before it are read first
         left = self.deadline - time.monotonic()
         if self.worker is None or self.load_failure is not None or left <= 0:
             return None
@@ -332,14 +456,13 @@ class Session:
         request = {**request, "timeout": timeout,
                    "limits": {"memory_bytes": step.memory_mb * 1024 * 1024,
                               "cpu_seconds": step.cpu_seconds}}
-        try:
-            return decode_probe(self.worker.request(request, timeout + GRACE), request)
-        except (WorkerTimeout, MalformedReply):
-            self._discard()
-        except WorkerDied:
-            self._keep_output()
-            self._discard()
-        return None
+        asked = _Asked(_ProbeOf(step), request, probe=True)
+        self._send(request, [asked], timeout)
+        if asked in self.answered:  # it could not be sent
+            self.answered.remove(asked)
+            return None
+        entry = self._answer(lambda e: e is asked)
+        return entry.reply if entry is not None else None
 
     def _keep_output(self) -> None:
         if self.worker is not None and self.worker.printed is not None and self.worker.printed.total:
@@ -350,6 +473,7 @@ class Session:
             self.worker.close()
         self.worker = None
         self.load = None
+        self.queued = []  # asked of that worker and not answered: asked again of the next one
 
     def notes(self) -> list[str]:
         """What reading the submission changed, and what its code raised while it ran: one note per

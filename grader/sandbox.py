@@ -397,6 +397,7 @@ class Zygote:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self.plan: dict[int, tuple[int, dict]] = {}  # id(request) -> (its index, the request)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.home = tempfile.mkdtemp(prefix="attention-grader-zygote-")
         try:
@@ -421,10 +422,27 @@ class Zygote:
             raise InternalError("the warm worker did not start")
 
     def prepare_for(self, prepared) -> None:
-        """Load in the zygote, once, what the prepared steps will make every worker load: the meta
-        device's kernels (seconds of imports) where a case builds a model for its structure only."""
+        """Load in the zygote, once, what the prepared steps will make every worker load: the
+        steps' requests (their inputs and weights, the same for every student, never an answer),
+        which each worker then inherits at the fork instead of receiving them step by step, and
+        the meta device's kernels (seconds of imports) where a case builds a model for its
+        structure only."""
         if any(case.get("meta") for p in prepared for case in p.request["cases"]):
             self._ask({"op": "warm", "meta": True})
+        requests = [p.request for p in prepared]
+        with tempfile.TemporaryFile(dir=self.home) as f:
+            f.write(wire.encode({"steps": requests}))
+            f.flush()
+            f.seek(0)
+            reply = self._ask({"op": "plan"}, (f.fileno(),))
+        if reply.get("steps") != len(requests):
+            raise InternalError(f"the warm worker did not take the class's steps: {reply}")
+        self.plan = {id(request): (index, request) for index, request in enumerate(requests)}
+
+    def planned(self, request: dict) -> int | None:
+        """The index of this very request in the plan every worker holds, or None."""
+        index, held = self.plan.get(id(request), (None, None))
+        return index if held is request else None
 
     def _ask(self, message: dict, fds: tuple[int, ...] = ()) -> dict:
         with self._lock:

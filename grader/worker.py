@@ -60,7 +60,7 @@ def alarm(seconds: float):
 
 
 class Worker:
-    def __init__(self, request_fd: int, reply_fd: int, wire, confine):
+    def __init__(self, request_fd: int, reply_fd: int, wire, confine, plan: list[dict] | None = None):
         import torch
 
         torch.set_num_threads(1)
@@ -73,6 +73,9 @@ class Worker:
         self.fixtures: dict | None = None
         self.labels: dict[str, str] = {}  # compiled filename -> what the student calls it
         self.sources: dict[str, list[str]] = {}
+        # The class's step requests (inputs, weights; never an answer), held before any step is
+        # asked: from the zygote, inherited at the fork, or from one `plan` message.
+        self.plan: list[dict] = plan or []
 
     def seed(self, seed: int) -> None:
         """Seed torch's CPU generator, as the grader does for the reference (`torch.manual_seed`
@@ -91,9 +94,42 @@ class Worker:
             op = request.get("op")
             if op == "bye":
                 return
+            if op == "plan":  # no reply: the steps that use it answer
+                self.plan = request["steps"]
+                continue
+            if op == "steps":
+                self.planned_steps(request)
+                continue
             handler = {"load": self.load, "step": self.step, "probe": self.probe}.get(op)
             reply = handler(request) if handler else {"error": f"unknown op {op!r}"}
             self.wire.write_frame(self.reply_fd, self.wire.encode(reply))
+
+    def planned_steps(self, request: dict) -> None:
+        """Run steps of the plan one after the other, each reply sent as soon as it is ready.
+
+        The steps share the `left` seconds the submission had when they were asked for; a step
+        with none left is answered `out_of_time` without running."""
+        deadline = time.monotonic() + request["left"]
+        for index, timeout, limits in zip(request["plan"], request["timeouts"], request["limits"]):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not 0 <= index < len(self.plan):
+                reply = {"out_of_time": True} if remaining <= 0 else {"error": f"no step {index}"}
+            else:
+                step = {**self.fresh(self.plan[index]), "timeout": min(timeout, remaining),
+                        "limits": limits}
+                reply = self.step(step)
+            self.wire.write_frame(self.reply_fd, self.wire.encode(reply))
+
+    def fresh(self, value):
+        """A copy of a plan's request, its tensors cloned: a step that changes its inputs in place
+        changes them for itself only."""
+        if isinstance(value, self.torch.Tensor):
+            return value.clone()
+        if isinstance(value, dict):
+            return {k: self.fresh(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.fresh(v) for v in value)
+        return value
 
     # ------------------------------------------------------------ loading the submission
 
@@ -518,6 +554,7 @@ def zygote(control_fd: int) -> int:
 
     torch.set_num_threads(1)  # no OpenMP pool: forking after one is started can hang the child
     _load_sibling("shells")
+    plan: list[dict] = []
     control = socket.socket(fileno=control_fd)
     # What is loaded now is every worker's: out of the collector's reach, a forked worker's
     # collections do not write to (and so copy) every page that holds torch's objects.
@@ -535,10 +572,15 @@ def zygote(control_fd: int) -> int:
             pid = os.fork()
             if pid == 0:
                 control.close()
-                _child(request, fds, wire, confine)  # never returns
+                _child(request, fds, wire, confine, plan)  # never returns
             for fd in fds:
                 os.close(fd)
             control.sendall(json.dumps({"pid": pid}).encode())
+        elif request["op"] == "plan":  # the class's step requests, from a file the grader wrote
+            with os.fdopen(fds[0], "rb") as f:
+                plan = wire.decode(f.read())["steps"]
+            gc.freeze()
+            control.sendall(json.dumps({"op": "plan", "steps": len(plan)}).encode())
         elif request["op"] == "warm":  # before any fork: every worker inherits it loaded
             if request.get("meta"):
                 with torch.device("meta"):
@@ -560,7 +602,7 @@ def _exit_status(pid: int):
     return os.waitstatus_to_exitcode(status) if done else None
 
 
-def _child(request: dict, fds: list[int], wire, confine) -> None:
+def _child(request: dict, fds: list[int], wire, confine, plan: list[dict]) -> None:
     code = 0
     try:
         request_fd, reply_fd, output_fd = fds
@@ -574,7 +616,7 @@ def _child(request: dict, fds: list[int], wire, confine) -> None:
         config = request["confine"]
         config["needed"] = _needed_paths()
         applied = confine.confine(config)
-        worker = Worker(request_fd, reply_fd, wire, confine)
+        worker = Worker(request_fd, reply_fd, wire, confine, plan)
         wire.write_frame(reply_fd, wire.encode({"op": "ready", "sandbox": applied}))
         worker.serve()
     except BrokenPipeError:
