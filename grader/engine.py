@@ -385,7 +385,7 @@ class Session:
     def _planned(self, prepared) -> int | None:
         """The step's index in the plan the worker holds; a worker that came without one (one
         started from scratch) is sent the plan of all the steps expected."""
-        if self.zygote is not None and getattr(self.zygote, "plan", None):
+        if self.zygote is not None and self.zygote.plan:
             return self.zygote.planned(prepared.request)
         index = next((i for i, p in enumerate(self.upcoming) if p is prepared), None)
         if index is None:
@@ -469,7 +469,9 @@ class Session:
             self.printed.append(self.worker.output())
 
     def _discard(self) -> None:
-        if self.worker is not None:
+        if self.worker is not None and self.zygote is not None:
+            self.zygote.retire(self.worker)  # nothing more is read from it: ended off this path
+        elif self.worker is not None:
             self.worker.close()
         self.worker = None
         self.load = None

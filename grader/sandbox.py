@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -398,6 +399,8 @@ class Zygote:
     def __init__(self):
         self._lock = threading.Lock()
         self.plan: dict[int, tuple[int, dict]] = {}  # id(request) -> (its index, the request)
+        # Workers done with are ended here, off the grading threads' path (see `retire`).
+        self._retiring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-teardown")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.home = tempfile.mkdtemp(prefix="attention-grader-zygote-")
         try:
@@ -459,7 +462,16 @@ class Zygote:
     def status(self, pid: int) -> int | None:
         return self._ask({"op": "status", "pid": pid})["returncode"]
 
+    def retire(self, worker: Worker) -> None:
+        """End a worker whose replies have all been read (`Worker.close`: bye, its process group,
+        its folder) while the next submission is graded; `close` waits for every one."""
+        try:
+            self._retiring.submit(worker.close)
+        except RuntimeError:  # shutting down: end it here
+            worker.close()
+
     def close(self) -> None:
+        self._retiring.shutdown(wait=True)
         try:
             self.control.close()
         except OSError:

@@ -120,13 +120,14 @@ class _Blobs:
         self.offset = 0
         self.count = 0
 
-    def take(self, index: int, nbytes: int) -> bytes:
+    def take(self, index: int, nbytes: int) -> bytearray:
+        """A copy of the next blob, owned by nobody else."""
         if index != self.count:
             raise WireError("tensor blobs out of order")
         end = self.offset + nbytes
         if end > len(self.data):
             raise WireError("tensor data shorter than its shape says")
-        chunk = bytes(self.data[self.offset : end])
+        chunk = bytearray(self.data[self.offset : end])
         self.offset, self.count = end, self.count + 1
         return chunk
 
@@ -161,7 +162,8 @@ def _unpack_tensor(body: dict, blobs: _Blobs):
     data = blobs.take(body.get("blob"), numel * ITEMSIZE[name])  # type: ignore[arg-type]
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape).clone()
+    # The tensor owns its copy of the bytes: nothing else refers to them.
+    return torch.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 # ---------------------------------------------------------------- framing over file descriptors
