@@ -396,7 +396,9 @@ class Zygote:
     runs student code. Safe to share between threads.
     """
 
-    def __init__(self):
+    def __init__(self, wait: bool = True):
+        """Start the zygote; with `wait=False`, return while it imports torch (the first request
+        waits for it to be ready)."""
         self._lock = threading.Lock()
         self.plan: dict[int, tuple[int, dict]] = {}  # id(request) -> (its index, the request)
         # Workers done with are ended here, off the grading threads' path (see `retire`).
@@ -415,6 +417,13 @@ class Zygote:
             theirs.close()
         self.control = ours
         self.control.settimeout(READY_TIMEOUT)
+        self._ready = False
+        if wait:
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        if self._ready:
+            return
         try:
             reply = json.loads(self.control.recv(1 << 16) or b"null")
         except (OSError, ValueError) as exc:
@@ -423,6 +432,7 @@ class Zygote:
         if not reply or reply.get("op") != "ready":
             self.close()
             raise InternalError("the warm worker did not start")
+        self._ready = True
 
     def prepare_for(self, prepared) -> None:
         """Load in the zygote, once, what the prepared steps will make every worker load: the
@@ -449,6 +459,7 @@ class Zygote:
 
     def _ask(self, message: dict, fds: tuple[int, ...] = ()) -> dict:
         with self._lock:
+            self._wait_ready()
             try:
                 socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
                 return json.loads(self.control.recv(1 << 16))

@@ -25,9 +25,13 @@ def grade_remote(student: str, source: str, data: bytes, suffix: str, notes: tup
     with _lock:
         if rubric_path not in _cache:
             rubric = load_rubric(rubric_path)
-            prepared, diagnoser = prepare(rubric, list(rubric.steps))
-            zygote = Zygote()
-            zygote.prepare_for(prepared)
+            zygote = Zygote(wait=False)  # imports torch while this process prepares
+            try:
+                prepared, diagnoser = prepare(rubric, list(rubric.steps))
+                zygote.prepare_for(prepared)
+            except BaseException:
+                zygote.close()
+                raise
             _cache[rubric_path] = (rubric, prepared, diagnoser, zygote)
         rubric, prepared, diagnoser, zygote = _cache[rubric_path]
     with tempfile.TemporaryDirectory(prefix="attention-grader-task-") as folder:
