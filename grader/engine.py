@@ -369,16 +369,15 @@ class Session:
                    min(ahead[0].step.timeout, left))
 
     def _send(self, message: dict, asked: list[_Asked], timeout: float) -> None:
-        """Send one request that `asked` answer; a worker that cannot take it answers them all
-        with its failure."""
+        """Send one request that `asked` answer. A worker that cannot take it answers the first
+        with its failure; the others are asked again of a fresh worker."""
         started = time.monotonic()
         try:
             self.worker.send(message, timeout + GRACE)
         except (WorkerTimeout, WorkerDied) as exc:
             failure = self._failure(exc, timeout, started)
-            for entry in asked:
-                entry.reply = None if entry.probe else failure
-            self.answered.extend(asked)
+            asked[0].reply = None if asked[0].probe else failure
+            self.answered.append(asked[0])
             return
         self.queued.extend(asked)
 
