@@ -391,8 +391,11 @@ def test_a_broken_notebook_is_unreadable_not_an_untouched_stub(tmp_path, fast_ru
 def test_ctrl_c_keeps_the_results_and_says_how_to_resume(tmp_path, fast_rubric):
     klass = make_class(tmp_path / "class")
     out = tmp_path / "out"
+    # A shell's background job starts with SIGINT ignored (as CI may run this suite), and Python
+    # keeps an ignored SIGINT ignored: give the grader the disposition a terminal's user gives it.
     process = subprocess.Popen(grade_command(klass, "--out", out, "--rubric", fast_rubric, "--jobs", "1"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((out / "results").glob("*.json")):
         time.sleep(0.05)
