@@ -5,6 +5,7 @@
 Times, on this machine and in the same run, each in a fresh Python process every time:
 
   a. `python -c "import torch"`                                            (the floor)
+  t. `python -c "import torch, os; os._exit(0)"`          (the same, without Python's teardown)
   b. `python -m grader check solutions/attention.py --format json`         (a .py submission)
   c. `python -m grader check examples/student_notebook.ipynb --format json` (a notebook)
 
@@ -33,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # (key, description, command after the interpreter, exit codes that mean "it worked", folder)
 BENCHMARKS = [
     ("a", "import torch", ["-c", "import torch"], {0}, ROOT),
+    # The grader's command ends with os._exit once its work is done (grader/cli.py `entry`), so it
+    # does not pay Python's teardown of torch's modules that (a) pays: (t) shows what that is worth.
+    ("t", "import torch, then os._exit(0)", ["-c", "import torch, os; os._exit(0)"], {0}, ROOT),
     ("b", "check solutions/attention.py",
      ["-m", "grader", "check", "solutions/attention.py", "--format", "json"], {0}, ROOT),
     # The example notebook has deliberate mistakes, so the grader exits 1 (some step did not pass).
@@ -139,6 +143,8 @@ def measure(args) -> int:
     overhead = statistics.median(times["b"]) - statistics.median(times["a"])
     print(f"\nmedian(b) - median(a) = {overhead:.2f}s  "
           "(cold grading of the .py solutions beyond one `import torch`)")
+    teardown = statistics.median(times["a"]) - statistics.median(times["t"])
+    print(f"median(a) - median(t) = {teardown:.2f}s  (Python's teardown of torch, which the grader skips)")
     if "d" in times:
         change = statistics.median(times["b"]) - statistics.median(times["d"])
         print(f"median(b) - median(d) = {change:+.2f}s  (this tree against {args.baseline})")

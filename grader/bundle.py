@@ -310,7 +310,7 @@ dependencies = ["torch>=2.2", "numpy>=1.24", "nbformat>=5.7", "nbconvert>=7.0", 
                 "matplotlib>=3.7"]
 
 [project.scripts]
-attention-grader = "grader.cli:main"
+attention-grader = "grader.cli:entry"
 
 [tool.setuptools]
 packages = ["grader", "grader.report", "grader.batch"]
