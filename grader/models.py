@@ -100,7 +100,11 @@ class Report:
 
     @classmethod
     def from_json(cls, text: str) -> Report:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The report `to_dict` gave (or its JSON, parsed); `data` is used up."""
         steps = []
         for step in data.pop("steps"):
             checks = tuple(CheckResult(**check) for check in step.pop("checks"))

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import json
 import re
 import statistics
 from collections import Counter
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -28,59 +26,75 @@ from ..rubric import Rubric
 from ..safe_text import csv_cell, markdown_inline
 
 
-@dataclass(frozen=True)
 class Row:
-    student: str  # the id (the platform's own, where it has one)
-    file: str
-    report: Report | None  # None: not graded (the grader failed; the next run retries)
-    status: str  # "graded", "unreadable: why" (scored 0) or "not graded: why" (retried on rerun)
-    name: str = ""  # the display name
+    """One student's line of the gradebook. A row of a class run reads its report from the result
+    file each time it is asked for, so a class of thousands is never held in memory at once."""
 
-    def to_json(self) -> str:
+    __slots__ = ("student", "file", "status", "name", "_report", "_result")
+
+    def __init__(self, student: str, file: str, report: Report | None, status: str, name: str = "",
+                 result: Path | None = None):
+        self.student = student  # the id (the platform's own, where it has one)
+        self.file = file
+        self.status = status  # "graded", "unreadable: why" (scored 0) or "not graded: why" (retried)
+        self.name = name  # the display name
+        self._report = report  # None: not graded (the grader failed; the next run retries)
+        self._result = result  # results/KEY.json, read for the report when it is asked for
+
+    @property
+    def report(self) -> Report | None:
+        return read_result(self._result) if self._result is not None else self._report
+
+    def __repr__(self) -> str:
+        return f"Row({self.student!r}, {self.file!r}, status={self.status!r})"
+
+    def to_json(self, report: Report | None = None) -> str:
+        """The row as one line of results.jsonl (`report`: the row's own, when read already)."""
+        report = report if report is not None else self.report
         return json.dumps({"student": self.student, "name": self.name, "file": self.file,
-                           "status": self.status,
-                           "report": self.report.to_dict() if self.report else None})
+                           "status": self.status, "report": report.to_dict() if report else None})
 
     @classmethod
     def from_json(cls, line: str) -> Row:
         data = json.loads(line)
-        report = Report.from_json(json.dumps(data["report"])) if data["report"] else None
+        report = Report.from_dict(data["report"]) if data["report"] else None
         return cls(data["student"], data["file"], report, data["status"], data.get("name", ""))
 
 
-def write_gradebook(out: Path, rubric: Rubric, rows: list[Row], problems: list[str]) -> None:
-    from .run import write_atomically
+def read_result(path: Path) -> Report:
+    """The report in a result file of results/ ({"student", "file", "report"})."""
+    return Report.from_dict(json.loads(path.read_text(encoding="utf-8"))["report"])
 
-    rows = sorted(rows, key=lambda row: row.student)
-    write_atomically(out / "grades.csv", grades_csv(rubric, rows))
-    write_atomically(out / "results.jsonl", "".join(row.to_json() + "\n" for row in rows))
+
+def write_gradebook(out: Path, rubric: Rubric, rows: list[Row], problems: list[str]) -> None:
+    """One pass over the class in id order: each report is read once, written out (its gradebook
+    line, its results.jsonl line, its feedback) and counted for the summary, then let go."""
+    from .run import atomic_file, write_atomically
+
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)
-    for row in rows:
-        if row.report is not None:
-            name = safe_filename(row.student)
-            write_atomically(feedback / f"{name}.md", render_markdown(row.report))
-            write_atomically(feedback / f"{name}.html", render_html(row.report))
-    stats = ClassStatistics(rubric, rows, problems)
+    stats = ClassStatistics(rubric, problems)
+    maximum = sum(step.points for step in rubric.steps)
+    with atomic_file(out / "grades.csv") as grades, atomic_file(out / "results.jsonl") as results:
+        writer = csv.writer(grades, lineterminator="\n")
+        writer.writerow(["id", "name", "total", "max", *[step.id for step in rubric.steps], "status",
+                         "file"])
+        for row in sorted(rows, key=lambda row: row.student):
+            report = row.report
+            scores = {s.id: s.score for s in report.steps} if report else {}
+            writer.writerow([csv_cell(row.student), csv_cell(row.name),
+                             _number(report.score if report else ""), _number(maximum),
+                             *[_number(scores.get(step.id, "")) for step in rubric.steps],
+                             csv_cell(row.status), csv_cell(row.file)])
+            results.write(row.to_json(report) + "\n")
+            if report is not None:
+                name = safe_filename(row.student)
+                write_atomically(feedback / f"{name}.md", render_markdown(report))
+                write_atomically(feedback / f"{name}.html", render_html(report))
+            stats.add(row, report)
     plots = stats.plots(out / "plots")
     write_atomically(out / "summary.md", stats.markdown(plots))
     write_atomically(out / "summary.html", stats.html(plots))
-
-
-def grades_csv(rubric: Rubric, rows: list[Row]) -> str:
-    """The detailed gradebook: plain CSV, a header row, one row per student, a column per step."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "name", "total", "max", *[step.id for step in rubric.steps], "status",
-                     "file"])
-    maximum = sum(step.points for step in rubric.steps)
-    for row in rows:
-        scores = {s.id: s.score for s in row.report.steps} if row.report else {}
-        total = row.report.score if row.report else ""
-        writer.writerow([csv_cell(row.student), csv_cell(row.name), _number(total), _number(maximum),
-                         *[_number(scores.get(step.id, "")) for step in rubric.steps],
-                         csv_cell(row.status), csv_cell(row.file)])
-    return buffer.getvalue()
 
 
 def _number(value) -> str:
@@ -97,72 +111,87 @@ def safe_filename(name: str) -> str:
 
 
 class ClassStatistics:
-    def __init__(self, rubric: Rubric, rows: list[Row], problems: list[str]):
+    """The class summary's numbers, counted as the reports go by (`add`): what it keeps of each
+    student is their roster line and their score, never their report."""
+
+    def __init__(self, rubric: Rubric, problems: list[str]):
         self.rubric = rubric
-        self.rows = rows
         self.problems = problems
-        self.reports = [row.report for row in rows if row.report is not None]
         self.maximum = sum(step.points for step in rubric.steps)
+        self.students: list[tuple[str, str, str, str, bool]] = []  # id, name, score, status, graded
+        self.graded = 0
+        self._scores: list[float] = []
+        self._statuses: Counter[tuple[str, str]] = Counter()  # (step id, status)
+        self._passed: Counter[str] = Counter()
+        self._mistakes: Counter[tuple[str, str]] = Counter()  # (step id, mistake id)
+
+    def add(self, row: Row, report: Report | None) -> None:
+        self.students.append((row.student, row.name or row.student,
+                              f"{report.score:g} / {report.max_score:g}" if report else "", row.status,
+                              report is not None))
+        if report is None:
+            return
+        self.graded += 1
+        self._scores.append(report.score)
+        for step in report.steps:
+            self._statuses[step.id, step.status] += 1
+            self._passed[step.id] += step.passed
+            if step.mistake:
+                self._mistakes[step.id, step.mistake] += 1
 
     def scores(self) -> list[float]:
-        return [report.score for report in self.reports]
+        return self._scores
 
     def outcomes(self) -> list[tuple[str, int, int, int]]:
         """(step id, passed, failed (failed, error, timeout), not done (missing, not implemented))."""
         found = []
         for step in self.rubric.steps:
-            statuses = [s.status for r in self.reports for s in r.steps if s.id == step.id]
-            passed = statuses.count("passed")
-            undone = statuses.count("missing") + statuses.count("not_implemented")
-            found.append((step.id, passed, len(statuses) - passed - undone, undone))
+            counts = {status: n for (sid, status), n in self._statuses.items() if sid == step.id}
+            passed = counts.get("passed", 0)
+            undone = counts.get("missing", 0) + counts.get("not_implemented", 0)
+            found.append((step.id, passed, sum(counts.values()) - passed - undone, undone))
         return found
 
     def roster(self) -> list[tuple[str, str, str, str, str]]:
         """(id, name, score, status, feedback file) for every student, in id order."""
-        return [(row.student, row.name or row.student,
-                 f"{row.report.score:g} / {row.report.max_score:g}" if row.report else "",
-                 row.status, f"feedback/{safe_filename(row.student)}.html" if row.report else "")
-                for row in sorted(self.rows, key=lambda r: r.student)]
+        return [(student, name, score, status, f"feedback/{safe_filename(student)}.html" if graded else "")
+                for student, name, score, status, graded in sorted(self.students)]
 
     def pass_rates(self) -> list[tuple[str, float, int]]:
         """(step id, share of graded students who passed it, how many passed)."""
-        rates = []
-        for step in self.rubric.steps:
-            passed = sum(1 for r in self.reports for s in r.steps if s.id == step.id and s.passed)
-            rates.append((step.id, passed / len(self.reports) if self.reports else 0.0, passed))
-        return rates
+        return [(step.id, self._passed[step.id] / self.graded if self.graded else 0.0,
+                 self._passed[step.id]) for step in self.rubric.steps]
 
     def mistakes(self) -> list[tuple[str, str, int]]:
         """(step id, mistake id, how many students) for every mistake named, most frequent first."""
-        counts = Counter((s.id, s.mistake) for r in self.reports for s in r.steps if s.mistake)
         order = {step.id: index for index, step in enumerate(self.rubric.steps)}
-        return sorted(((step, mistake, n) for (step, mistake), n in counts.items()),
+        return sorted(((step, mistake, n) for (step, mistake), n in self._mistakes.items()),
                       key=lambda item: (order.get(item[0], 0), -item[2], item[1]))
 
     def headline(self) -> list[tuple[str, str]]:
         scores = self.scores()
-        lines = [("students", str(len(self.rows))), ("graded", str(len(self.reports)))]
+        lines = [("students", str(len(self.students))), ("graded", str(self.graded))]
         if scores:
             lines += [("mean score", f"{statistics.mean(scores):.1f} / {self.maximum:g}"),
                       ("median score", f"{statistics.median(scores):g} / {self.maximum:g}"),
                       ("lowest, highest", f"{min(scores):g}, {max(scores):g}"),
                       ("full marks", str(sum(1 for s in scores if s == self.maximum)))]
-        unreadable = sum(1 for row in self.rows if row.status.startswith("unreadable"))
+        unreadable = sum(1 for student in self.students if student[3].startswith("unreadable"))
         if unreadable:
             lines.append(("unreadable (scored 0, see below)", str(unreadable)))
-        not_graded = len(self.rows) - len(self.reports)
+        not_graded = len(self.students) - self.graded
         if not_graded:
             lines.append(("not graded (grader failures, retried on the next run)", str(not_graded)))
         return lines
 
     def attention(self) -> list[tuple[str, str, str]]:
         """(id, name, status) of the students whose submission was unreadable or not graded."""
-        return [(row.student, row.name or row.student, row.status)
-                for row in sorted(self.rows, key=lambda r: r.student) if row.status != "graded"]
+        return [(student, name, status) for student, name, _, status, _ in sorted(self.students)
+                if status != "graded"]
 
     def plots(self, folder: Path) -> dict[str, Path]:
         """The score distribution and the pass rate per step, as PNG files."""
-        if not self.reports:
+        if not self.graded:
             return {}
         import matplotlib
 
@@ -185,7 +214,7 @@ class ClassStatistics:
         fig.savefig(made["scores"], metadata={"Software": None})
         plt.close(fig)
         outcomes = self.outcomes()[::-1]
-        total = max(len(self.reports), 1)
+        total = max(self.graded, 1)
         fig, ax = plt.subplots(figsize=(7, 0.28 * len(outcomes) + 1.8), dpi=100)
         names = [o[0] for o in outcomes]
         left = [0.0] * len(outcomes)
@@ -214,7 +243,7 @@ class ClassStatistics:
             lines += [f"![{name}](plots/{path.name})", ""]
         lines += ["## Pass rate per step", "", "| Step | Passed | Rate | Failed | Not done |",
                   "|---|---|---|---|---|"]
-        lines += [f"| `{step}` | {n} / {len(self.reports)} | {rate:.0%} | {failed} | {undone} |"
+        lines += [f"| `{step}` | {n} / {self.graded} | {rate:.0%} | {failed} | {undone} |"
                   for (step, rate, n), (_, _, failed, undone) in zip(self.pass_rates(), self.outcomes())]
         lines += ["", "## Most frequent mistakes", ""]
         mistakes = self.mistakes()
@@ -250,7 +279,7 @@ class ClassStatistics:
         parts.append("<h2>Pass rate per step</h2><table><thead><tr><th>Step</th><th>Passed</th>"
                      '<th class="num">Rate</th><th class="num">Failed</th><th class="num">Not done'
                      "</th></tr></thead><tbody>")
-        parts += [f"<tr><td><code>{escape(step)}</code></td><td>{n} / {len(self.reports)}</td>"
+        parts += [f"<tr><td><code>{escape(step)}</code></td><td>{n} / {self.graded}</td>"
                   f'<td class="num">{rate:.0%}</td><td class="num">{failed}</td>'
                   f'<td class="num">{undone}</td></tr>'
                   for (step, rate, n), (_, _, failed, undone) in zip(self.pass_rates(), self.outcomes())]

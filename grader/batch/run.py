@@ -21,9 +21,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .. import __version__
 from ..engine import grade_prepared, prepare, unreadable_report
@@ -33,7 +36,7 @@ from ..paths import find_rubric
 from ..rubric import Rubric, load_rubric
 from ..submission import UnreadableSubmission, read_submission
 from .collect import Collection, Entry, collect, read_groups
-from .gradebook import Row, write_gradebook
+from .gradebook import Row, read_result, write_gradebook
 
 
 @dataclass(frozen=True)
@@ -144,19 +147,27 @@ def _umask() -> int:
     return current
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see all of it or none."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A text file written beside `path` and renamed onto it when the block ends: readers see all
+    of it or none, and a block that fails leaves the old file as it was."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as readable as any file the user makes (mkstemp: 0600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers see all of it or none."""
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def grade_entry(entry: Entry, rubric: Rubric, prepared, diagnoser, zygote) -> Report:
@@ -270,10 +281,9 @@ def _row(entry: Entry, out: Path, key: str, failure: str | None) -> Row:
     if failure is not None or not path.exists():
         return Row(entry.student, entry.source, None, f"not graded: {failure or 'no result'}",
                    entry.name)
-    record = json.loads(path.read_text(encoding="utf-8"))
-    report = Report.from_json(json.dumps(record["report"]))
+    report = read_result(path)
     status = f"unreadable: {report.unreadable.splitlines()[0]}" if report.unreadable else "graded"
-    return Row(entry.student, entry.source, report, status, entry.name)
+    return Row(entry.student, entry.source, None, status, entry.name, result=path)
 
 
 class Progress:
