@@ -557,8 +557,14 @@ def zygote(control_fd: int) -> int:
     plan: list[dict] = []
     control = socket.socket(fileno=control_fd)
     # What is loaded now is every worker's: out of the collector's reach, a forked worker's
-    # collections do not write to (and so copy) every page that holds torch's objects.
-    gc.freeze()
+    # collections do not write to (and so copy) every page that holds torch's objects; in huge
+    # pages, the forks and the workers' exits touch a fraction of the page table.
+    def settle() -> None:
+        gc.freeze()
+        if libc is not None and confine._linux():
+            confine.collapse_into_huge_pages(libc)
+
+    settle()
     control.sendall(json.dumps({"op": "ready"}).encode())
     while True:
         try:
@@ -579,13 +585,13 @@ def zygote(control_fd: int) -> int:
         elif request["op"] == "plan":  # the class's step requests, from a file the grader wrote
             with os.fdopen(fds[0], "rb") as f:
                 plan = wire.decode(f.read())["steps"]
-            gc.freeze()
+            settle()
             control.sendall(json.dumps({"op": "plan", "steps": len(plan)}).encode())
         elif request["op"] == "warm":  # before any fork: every worker inherits it loaded
             if request.get("meta"):
                 with torch.device("meta"):
                     torch.triu(torch.ones(2, 2), diagonal=1)
-            gc.freeze()
+            settle()
             control.sendall(json.dumps({"op": "warm"}).encode())
         elif request["op"] == "status":
             control.sendall(json.dumps({"returncode": _exit_status(request["pid"])}).encode())
