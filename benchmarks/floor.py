@@ -10,8 +10,10 @@ the module, loads the weights by name, runs forward), and sends the outputs back
 (`grader.wire`); the parent decodes them and compares each output with the reference's answer.
 No sandbox, no checks beyond one comparison, no diagnosis, no reports: the floor.
 
-A step runs under its rubric time limit (SIGALRM in the child), as in the grader; a child still
-running past the sum of them is killed. Prints the submissions, the wall time, ms per submission
+A step runs under its rubric time limit (SIGALRM in the child), and the child under the rubric's
+memory and CPU limits (RLIMIT_AS, RLIMIT_CPU), as in the grader: a memory bomb ends at its limit in
+both, and neither pays for a hostile submission more than the other. A child still running past
+the sum of the step limits is killed. Prints the submissions, the wall time, ms per submission
 and the load average before and after (another process's load shows there).
 """
 
@@ -30,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _child(submission, prepared, write_fd: int) -> None:
+def _child(submission, prepared, limits: dict, write_fd: int) -> None:
     """Run one submission's code and steps; write one frame of outputs; never return."""
+    import resource
+
     import torch
 
     from grader import shells, wire
@@ -43,6 +47,10 @@ def _child(submission, prepared, write_fd: int) -> None:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
 
+    for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * 1024 * 1024),
+                         (resource.RLIMIT_CPU, int(limits["cpu_seconds"]))):
+        if value:
+            resource.setrlimit(which, (value, value))
     signal.signal(signal.SIGALRM, ring)
     namespace: dict = {"__name__": submission.module_name}
     for chunk in submission.chunks:
@@ -125,6 +133,7 @@ def run_floor(folder: Path, rubric_path: Path, jobs: int) -> dict:
     rubric = load_rubric(rubric_path)
     prepared, _ = prepare(rubric, list(rubric.steps))
     paths = sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".ipynb") and p.is_file())
+    limits = {"memory_mb": rubric.defaults.memory_mb, "cpu_seconds": rubric.defaults.cpu_seconds}
     limit = rubric.defaults.load_timeout + sum(p.step.timeout for p in prepared) + 5
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -141,7 +150,7 @@ def run_floor(folder: Path, rubric_path: Path, jobs: int) -> dict:
             pid = os.fork()
             if pid == 0:
                 os.close(read_fd)
-                _child(submission, prepared, write_fd)
+                _child(submission, prepared, limits, write_fd)
             os.close(write_fd)
             running[read_fd] = (pid, bytearray(), time.monotonic() + limit)
         ready, _, _ = select.select(list(running), [], [], 0.5)

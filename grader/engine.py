@@ -67,7 +67,8 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric | 
 
 def prepare(rubric: Rubric, steps: list[Step]):
     """Every step's inputs and reference answers, and the mistake diagnoser: computed once, before
-    any grading (a bad case is a rubric error here), and reusable for a whole class."""
+    any grading (a bad case is a rubric error here), and reusable for a whole class. It sets this
+    process's torch to one thread (torch.set_num_threads(1)) for the judging that follows."""
     import torch
 
     # One thread, as in the worker: the grader's tensors are small, and a second OpenMP thread
