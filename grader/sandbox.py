@@ -13,6 +13,7 @@ printed more than the limit. Everything it sends back is decoded by `grader.wire
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -142,6 +143,21 @@ def _scrubbed_env(home: str) -> dict[str, str]:
     return env
 
 
+REPLY_PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """A reply pipe that holds a whole step's reply (a few hundred KB at most): the worker
+    writes it and goes on with the next step while this process is busy judging the last one,
+    instead of waiting for each 64 KB to be read. Where the kernel refuses (a per-user pipe
+    budget), the pipe keeps its size and only the overlap is lost."""
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, REPLY_PIPE_BYTES)
+        except OSError:
+            pass
+
+
 class _Printed:
     """Drains the worker's stdout and stderr; keeps the head and the tail; enforces the limit."""
 
@@ -213,6 +229,7 @@ class Worker:
         request_r, self.request_w = os.pipe()
         os.set_blocking(self.request_w, False)  # writes wait with a deadline, never for ever
         self.reply_r, reply_w = os.pipe()
+        _widen(self.reply_r)
         output_r, output_w = os.pipe()
         confinement = {"limits": self.limits.for_worker(), "uid": self.uid, "hide": list(self.hide),
                        "parent": self.zygote.process.pid if self.zygote else os.getpid()}

@@ -2,15 +2,16 @@
 
 No pickle, ever: a message is a JSON header followed by raw tensor bytes.
 
-    frame   = 8-byte big-endian header length | header (UTF-8 JSON) | blob bytes ...
+    frame   = header length | blob length | header (UTF-8 JSON) | blob bytes ...
+              (both lengths 8-byte big-endian; the blobs are the tensors' bytes, in order)
     value   = null | bool | int | float | str | [value, ...]            (a list)
             | {"$tuple": [value, ...]} | {"$dict": [[str, value], ...]}
             | {"$tensor": {"dtype": str, "shape": [int, ...], "blob": int}}
 
 The grader decodes what the worker sends into fresh, ordinary tensors that it builds itself from
-the bytes, checking every dtype, shape and length: whatever the student process does, what comes
-back is plain data. This module is loaded by both sides and imports only the standard library and
-torch.
+the bytes, checking every dtype, shape and length (the blobs must be exactly the bytes the header's
+tensors claim): whatever the student process does, what comes back is plain data. This module
+is loaded by both sides and imports only the standard library and torch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MAX_FRAME_BYTES = 512 * 1024 * 1024
 MAX_HEADER_BYTES = 8 * 1024 * 1024  # the JSON part; tensors travel as blobs after it
 MAX_RANK = 16
 MAX_NUMEL = MAX_FRAME_BYTES  # elements of one tensor, checked before anything is allocated
-_HEADER = struct.Struct(">Q")
+_HEADER = struct.Struct(">QQ")  # the header's length, the blobs' length
 
 # dtype name -> bytes per element. torch is imported only when a tensor is met, so that starting
 # a worker does not wait for the grader's own `import torch`.
@@ -44,7 +45,7 @@ def encode(value: object) -> bytes:
     """One frame holding `value`."""
     blobs: list[bytes] = []
     header = json.dumps(_pack(value, blobs, depth=0)).encode()
-    return b"".join([_HEADER.pack(len(header)), header, *blobs])
+    return b"".join([_HEADER.pack(len(header), sum(map(len, blobs))), header, *blobs])
 
 
 def _pack(value: object, blobs: list[bytes], depth: int) -> object:
@@ -88,15 +89,18 @@ def decode(frame: bytes) -> object:
     """The value in one frame, with every tensor rebuilt as a fresh, ordinary tensor."""
     if len(frame) < _HEADER.size:
         raise WireError("frame shorter than its header")
-    (header_len,) = _HEADER.unpack_from(frame)
+    header_len, blob_len = _HEADER.unpack_from(frame)
     start = _HEADER.size + header_len
-    if start > len(frame):
-        raise WireError("frame shorter than its header length says")
     if header_len > MAX_HEADER_BYTES:
         raise WireError(f"header of {header_len:,} bytes, over the {MAX_HEADER_BYTES:,} limit")
+    if start + blob_len != len(frame):
+        raise WireError("frame not as long as its lengths say")
     header = _json(frame[_HEADER.size : start])
     blobs = _split_blobs(frame, start)
-    return _unpack(header, blobs, depth=0)
+    value = _unpack(header, blobs, depth=0)
+    if blobs.offset != blob_len:
+        raise WireError("tensor data longer than the tensors' shapes say")
+    return value
 
 
 def _json(data: bytes) -> object:
@@ -177,38 +181,16 @@ def write_frame(fd: int, frame: bytes) -> None:
 
 
 def read_frame(fd: int, deadline_read=None) -> bytes:
-    """Read one frame from `fd`; `deadline_read(fd, n)` may replace os.read to enforce a timeout."""
+    """Read one frame from `fd`; `deadline_read(fd, n)` may replace os.read to enforce a timeout.
+    Its lengths are checked before its body is read; its content is checked by `decode`."""
     read = deadline_read or _read_exactly
     head = read(fd, _HEADER.size)
-    (header_len,) = _HEADER.unpack(head)
+    header_len, blob_len = _HEADER.unpack(head)
     if header_len > MAX_HEADER_BYTES:
         raise WireError(f"frame header of {header_len:,} bytes, over the {MAX_HEADER_BYTES:,} limit")
-    header = read(fd, header_len)
-    blob_bytes = _blob_length(header)
-    if header_len + blob_bytes > MAX_FRAME_BYTES:
-        raise WireError("frame too large")
-    return head + header + read(fd, blob_bytes)
-
-
-def _blob_length(header: bytes) -> int:
-    """How many blob bytes follow a header: the sum of its tensors' sizes."""
-    node = _json(header)
-    total = 0
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            body = item.get("$tensor")
-            if isinstance(body, dict):
-                name = body.get("dtype")
-                if name not in ITEMSIZE:
-                    raise WireError("bad tensor in header")
-                total += _numel(body.get("shape")) * ITEMSIZE[name]
-            else:
-                stack.extend(item.values())
-    return total
+    if header_len + blob_len > MAX_FRAME_BYTES:
+        raise WireError(f"frame of {header_len + blob_len:,} bytes, over the {MAX_FRAME_BYTES:,} limit")
+    return head + read(fd, header_len + blob_len)
 
 
 def _numel(shape: object) -> int:

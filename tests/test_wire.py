@@ -44,7 +44,7 @@ def test_noncontiguous_and_bfloat16_tensors():
 
 def frame(header: object, blob: bytes = b"") -> bytes:
     data = json.dumps(header).encode()
-    return struct.pack(">Q", len(data)) + data + blob
+    return struct.pack(">QQ", len(data), len(blob)) + data + blob
 
 
 @pytest.mark.parametrize("bad", [
@@ -52,7 +52,11 @@ def frame(header: object, blob: bytes = b"") -> bytes:
     frame({"$tensor": {"dtype": "object", "shape": [1], "blob": 0}}, b"\x00" * 8),  # bad dtype
     frame({"$tensor": {"dtype": "float32", "shape": [-1], "blob": 0}}),  # bad shape
     frame({"$pickle": "gASV..."}),  # unknown tag
-    b"\x00\x00\x00\x00\x00\x00\x00\x05{nope",  # not JSON
+    struct.pack(">QQ", 5, 0) + b"{nope",  # not JSON
+    frame({"$tensor": {"dtype": "float32", "shape": [1], "blob": 0}}, b"\x00" * 8),  # data left over
+    frame([1, 2], b"\x00" * 4),  # data with no tensor to claim it
+    frame([1, 2])[:-1],  # shorter than its lengths say
+    frame([1, 2]) + b"\x00",  # longer than its lengths say
 ])
 def test_malformed_frames_are_refused(bad):
     with pytest.raises(wire.WireError):
@@ -65,7 +69,7 @@ def test_objects_that_are_not_plain_data_cannot_be_sent():
 
 
 def frame_of(header: bytes, blobs: bytes = b"") -> bytes:
-    return struct.pack(">Q", len(header)) + header + blobs
+    return struct.pack(">QQ", len(header), len(blobs)) + header + blobs
 
 
 @pytest.mark.parametrize("header, problem", [
@@ -80,12 +84,24 @@ def frame_of(header: bytes, blobs: bytes = b"") -> bytes:
 def test_a_hostile_header_is_refused_before_anything_is_allocated(header, problem):
     with pytest.raises(wire.WireError, match=problem):
         wire.decode(frame_of(header))
-    read = iter([struct.pack(">Q", len(header)), header])
+    read = iter([struct.pack(">QQ", len(header), 0), header])
     with pytest.raises(wire.WireError, match=problem):
-        wire.read_frame(0, lambda fd, n: next(read))
+        wire.decode(wire.read_frame(0, lambda fd, n: next(read)))
 
 
 def test_a_header_larger_than_its_limit_is_refused_unread():
-    head = struct.pack(">Q", wire.MAX_HEADER_BYTES + 1)
+    head = struct.pack(">QQ", wire.MAX_HEADER_BYTES + 1, 0)
     with pytest.raises(wire.WireError, match="over the"):
         wire.read_frame(0, lambda fd, n: head)
+
+
+def test_a_frame_larger_than_its_limit_is_refused_unread():
+    head = struct.pack(">QQ", 2, wire.MAX_FRAME_BYTES)
+    asked = []
+
+    def read(fd, n):
+        asked.append(n)
+        return head
+    with pytest.raises(wire.WireError, match="over the"):
+        wire.read_frame(0, read)
+    assert asked == [len(head)]  # nothing past the lengths was read
