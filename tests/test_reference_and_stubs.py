@@ -76,6 +76,9 @@ def test_bad_inputs_get_one_clear_message_and_a_complete_report(tmp_path, rubric
         "broken.ipynb": '{"cells": [',
         "latin1.py": "# caf\xe9\n".encode("latin-1"),
         "not_a_notebook.ipynb": '{"hello": 1}',
+        "cells_not_a_list.ipynb": '{"nbformat": 4, "cells": {"a": 1}}',
+        "source_not_text.ipynb": '{"nbformat": 4, "cells": [{"cell_type": "code", "source": 5}]}',
+        "unknown_version.ipynb": '{"nbformat": 99, "cells": []}',
     }
     expected = {
         "absent.ipynb": "no such file",
@@ -85,6 +88,9 @@ def test_bad_inputs_get_one_clear_message_and_a_complete_report(tmp_path, rubric
         "broken.ipynb": "its JSON is broken at line 1",
         "latin1.py": "not UTF-8",
         "not_a_notebook.ipynb": "not a Jupyter notebook",
+        "cells_not_a_list.ipynb": "its `cells` is not a list",
+        "source_not_text.ipynb": "the source of cell 1 is not text",
+        "unknown_version.ipynb": "not a valid notebook",
     }
     for name, content in cases.items():
         path = tmp_path / name
