@@ -306,8 +306,8 @@ name = "attention-grader"
 version = "0.1.0"
 description = "%(description)s"
 requires-python = ">=3.10"
-dependencies = ["torch>=2.2", "numpy>=1.24", "nbformat>=5.7", "nbconvert>=7.0", "pyyaml>=6.0",
-                "matplotlib>=3.7"]
+dependencies = ["torch>=2.2", "numpy>=1.24", "nbformat>=5.7", "ipython>=8.0", "nbconvert>=7.0",
+                "pyyaml>=6.0", "matplotlib>=3.7"]
 
 [project.scripts]
 attention-grader = "grader.cli:entry"

@@ -17,6 +17,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newli
 def printable(text: str, limit: int = MAX_CHARS) -> str:
     """Without control characters (escape sequences cannot recolour or redraw a terminal), and at
     most `limit` characters."""
+    if len(text) <= limit and text.isprintable():  # most text: nothing to replace (no tab, no newline)
+        return text
     text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
     if len(text) > limit:
         text = text[:limit] + f" [... {len(text) - limit:,} more characters]"

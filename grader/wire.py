@@ -136,20 +136,28 @@ class _Blobs:
         return chunk
 
 
+_SCALARS = frozenset({type(None), bool, int, float, str})  # what json.loads gives besides list, dict
+
+
 def _unpack(node: object, blobs: _Blobs, depth: int) -> object:
+    # A reply is mostly scalars (names, shapes, dtypes): they are taken as they are, inline, without
+    # a call each.
+    if type(node) in _SCALARS:
+        return node
     if depth > 32:
         raise WireError("value nested too deeply")
-    if node is None or isinstance(node, (bool, int, float, str)):
-        return node
-    if isinstance(node, list):
-        return [_unpack(item, blobs, depth + 1) for item in node]
-    if isinstance(node, dict) and len(node) == 1:
+    if type(node) is list:
+        return [item if type(item) in _SCALARS else _unpack(item, blobs, depth + 1) for item in node]
+    if type(node) is dict and len(node) == 1:
         ((tag, body),) = node.items()
-        if tag == "$tuple" and isinstance(body, list):
-            return tuple(_unpack(item, blobs, depth + 1) for item in body)
-        if tag == "$dict" and isinstance(body, list):
+        if tag == "$tuple" and type(body) is list:
+            return tuple(item if type(item) in _SCALARS else _unpack(item, blobs, depth + 1)
+                         for item in body)
+        if tag == "$dict" and type(body) is list:
+            if not all(type(pair) is list and len(pair) == 2 for pair in body):
+                raise WireError("a $dict entry that is not a [key, value] pair")
             return {str(k): _unpack(v, blobs, depth + 1) for k, v in body}
-        if tag == "$tensor" and isinstance(body, dict):
+        if tag == "$tensor" and type(body) is dict:
             return _unpack_tensor(body, blobs)
     raise WireError(f"unexpected value in frame: {str(node)[:80]}")
 

@@ -76,11 +76,11 @@ def test_a_class_is_graded_into_a_complete_gradebook(tmp_path, fast_rubric):
     assert (out / "feedback" / "102.md").read_text().count("softmax_wrong_dim") >= 1
     assert (out / "feedback" / "103.html").exists()
     summary = (out / "summary.md").read_text()
-    assert "| students | 4 |" in summary and "![scores](plots/scores.png)" in summary
+    assert "| students | 4 |" in summary and "![scores](plots/scores.svg)" in summary
     assert "| `attention_weights` | `softmax_wrong_dim` | 2 |" in summary
     assert "| 103 | Chen Li | 90 / 98 | graded | [report](feedback/103.html) |" in summary  # roster
     html = (out / "summary.html").read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("<svg ") == 2 and 'aria-label="Score distribution"' in html
     assert len((out / "results.jsonl").read_text().splitlines()) == 4
 
 

@@ -52,6 +52,8 @@ def frame(header: object, blob: bytes = b"") -> bytes:
     frame({"$tensor": {"dtype": "object", "shape": [1], "blob": 0}}, b"\x00" * 8),  # bad dtype
     frame({"$tensor": {"dtype": "float32", "shape": [-1], "blob": 0}}),  # bad shape
     frame({"$pickle": "gASV..."}),  # unknown tag
+    frame({"$dict": [1, 2]}),  # entries that are not [key, value] pairs
+    frame({"$dict": [["a", 1, 2]]}),
     struct.pack(">QQ", 5, 0) + b"{nope",  # not JSON
     frame({"$tensor": {"dtype": "float32", "shape": [1], "blob": 0}}, b"\x00" * 8),  # data left over
     frame([1, 2], b"\x00" * 4),  # data with no tensor to claim it

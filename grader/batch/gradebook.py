@@ -5,12 +5,11 @@
     results.jsonl        one line per student: {"student", "name", "file", "status", "report": ...}
     feedback/ID.md|html  each student's report
     summary.md|html      class statistics: score distribution, pass rate per step, the most
-                         frequent mistakes per step; plots (plots/*.png, embedded in the HTML)
+                         frequent mistakes per step; plots (plots/*.svg, inlined in the HTML)
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import re
@@ -190,50 +189,16 @@ class ClassStatistics:
                 if status != "graded"]
 
     def plots(self, folder: Path) -> dict[str, Path]:
-        """The score distribution and the pass rate per step, as PNG files."""
+        """The score distribution and the outcome per step, as SVG files (`grader.batch.charts`)."""
         if not self.graded:
             return {}
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from .charts import histogram, outcomes
+        from .run import write_atomically
 
         folder.mkdir(exist_ok=True)
-        made = {}
-        fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-        ax.hist(self.scores(), bins=min(20, max(5, len(set(self.scores())))), range=(0, self.maximum),
-                color="#2f6fb0", edgecolor="white")
-        ax.set_xlabel(f"score (out of {self.maximum:g})")
-        ax.set_ylabel("students")
-        from matplotlib.ticker import MaxNLocator
-
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
-        ax.set_title("Score distribution")
-        fig.tight_layout()
-        made["scores"] = folder / "scores.png"
-        fig.savefig(made["scores"], metadata={"Software": None})
-        plt.close(fig)
-        outcomes = self.outcomes()[::-1]
-        total = max(self.graded, 1)
-        fig, ax = plt.subplots(figsize=(7, 0.28 * len(outcomes) + 1.8), dpi=100)
-        names = [o[0] for o in outcomes]
-        left = [0.0] * len(outcomes)
-        for index, (label, colour) in enumerate((("passed", "#1a7f37"), ("failed", "#cf222e"),
-                                                 ("not done", "#afb8c1")), start=1):
-            widths = [100 * o[index] / total for o in outcomes]
-            ax.barh(names, widths, left=left, color=colour, label=label)
-            left = [a + b for a, b in zip(left, widths)]
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("students (%)")
-        ax.legend(["passed", "failed (wrong, error, timeout)", "not done (missing, stub)"],
-                  loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.28 * len(outcomes) + 1.4)),
-                  ncol=3, fontsize=8, frameon=False)
-        ax.set_title("Outcome per step")
-        ax.tick_params(axis="y", labelsize=8)
-        fig.tight_layout()
-        made["pass_rates"] = folder / "pass_rates.png"
-        fig.savefig(made["pass_rates"], metadata={"Software": None})
-        plt.close(fig)
+        made = {"scores": folder / "scores.svg", "pass_rates": folder / "pass_rates.svg"}
+        write_atomically(made["scores"], histogram(self.scores(), self.maximum))
+        write_atomically(made["pass_rates"], outcomes(self.outcomes(), self.graded))
         return made
 
     def markdown(self, plots: dict[str, Path]) -> str:
@@ -273,9 +238,8 @@ class ClassStatistics:
                  "<table><tbody>"]
         parts += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in self.headline()]
         parts.append("</tbody></table>")
-        for name, path in plots.items():
-            data = base64.b64encode(path.read_bytes()).decode()
-            parts.append(f'<p><img alt="{escape(name)}" src="data:image/png;base64,{data}"></p>')
+        for path in plots.values():  # the grader's own SVG, inlined as it is
+            parts.append(f"<figure>{path.read_text(encoding='utf-8')}</figure>")
         parts.append("<h2>Pass rate per step</h2><table><thead><tr><th>Step</th><th>Passed</th>"
                      '<th class="num">Rate</th><th class="num">Failed</th><th class="num">Not done'
                      "</th></tr></thead><tbody>")

@@ -81,8 +81,6 @@ def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path
     if pending and rubric.require:
         _demand_sandbox(rubric)  # before anyone is graded: the layers are the machine's, not theirs
     if pending:
-        # The summary's plotting library (a second of imports) loads while the class is graded.
-        threading.Thread(target=_import_plotting, name="import-plotting", daemon=True).start()
         run = _run_dask if executor == "dask" else _run_local
         failures = run(pending, rubric, out, keys, jobs or os.cpu_count() or 1, scheduler,
                        progress or Progress(len(pending)))
@@ -90,16 +88,6 @@ def grade_class(inputs: list[str | Path], *, out: str | Path, rubric: str | Path
     write_gradebook(out, rubric, rows, collection.problems)
     problems = collection.problems + [f"{s}: not graded: {why}" for s, why in failures.items()]
     return Outcome(rows, problems, len(pending) - len(failures), time.monotonic() - started)
-
-
-def _import_plotting() -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - the gradebook says what went wrong when it plots
-        pass
 
 
 def _demand_sandbox(rubric: Rubric) -> None:
