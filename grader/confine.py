@@ -26,8 +26,9 @@ and a rubric can demand layers (`require:`). The layers, in the order they are a
     dies_with_parent  PR_SET_PDEATHSIG: nothing outlives the grader, even one killed outright
 
 With the PID namespace, the process the grader started stays outside as a relay: it forks the
-namespace's init, which forks the worker. The init reaps orphans and ends with the worker, which
-ends every process the student left behind; the relay passes the worker's exit status on.
+worker, the namespace's init (process 1), whose end ends every process the student left behind;
+the relay passes the worker's exit status on. (A separate init, forking the worker in turn, cost
+one more fork and exit of a torch-sized process per submission.)
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def confine(config: dict) -> dict:
         _layer(applied, "landlock", _restrict_landlock(libc, *landlock) if landlock[0] is not None
                else landlock[1])
     if "pid" in applied["layers"]:
-        _init(libc)  # only the worker returns; the namespace's init waits for it
+        _as_init()
     applied["layers"].sort(key=LAYERS.index)
     return applied
 
@@ -300,22 +301,16 @@ def _relay(libc, config: dict, folder: tuple[str, int]) -> None:
     _exit_like(status)
 
 
-def _init(libc) -> None:
-    """Fork the worker; this process, the PID namespace's init, reaps orphans until it ends."""
-    pid = os.fork()
-    if pid == 0:
-        return
-    _become_bystander()
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    while True:
-        try:
-            done, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(70)
-        if done == pid:
-            # Exit now: the kernel ends every other process in the namespace with its init.
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+def _as_init() -> None:
+    """The worker is its PID namespace's init (process 1): no process of its own stands between
+    it and the relay, and when it ends, the kernel ends every process the student left behind.
+
+    An init is sent only the signals it has a handler for. The fatal ones the kernel raises for
+    a fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL) and SIGKILL still end it; a limit's SIGXCPU would
+    not, so it has a handler that ends the worker as that signal would (exit code 128 + n, which
+    the relay passes on as the signal). What the student's code sends itself (SIGTERM, SIGSTOP...)
+    has no effect: the worker goes on, as it would had the signal been ignored."""
+    signal.signal(signal.SIGXCPU, lambda signum, frame: os._exit(128 + signum))
 
 
 def _wait_for(pid: int) -> int:
@@ -327,10 +322,12 @@ def _wait_for(pid: int) -> int:
 
 
 def _exit_like(code: int) -> None:
-    """Exit as the worker did: its code, or (from the init's 128 + n) its signal n."""
-    if code > 128 and code - 128 in signal.valid_signals():
-        signum = code - 128
-        signal.signal(signum, signal.SIG_DFL)
+    """Exit as the worker did: its code, or its signal n (negative, or 128 + n from a handler of
+    the init's: see `_as_init`)."""
+    signum = -code if code < 0 else code - 128 if code > 128 else 0
+    if signum in signal.valid_signals():
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
     os._exit(code if 0 <= code < 256 else 70)
 
