@@ -34,11 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 def _child(submission, prepared, limits: dict, write_fd: int) -> None:
     """Run one submission's code and steps; write one frame of outputs; never return."""
-    import resource
-
     import torch
 
-    from grader import shells, wire
+    from grader import confine, shells, wire
 
     def ring(signum, frame):
         raise TimeoutError
@@ -47,10 +45,7 @@ def _child(submission, prepared, limits: dict, write_fd: int) -> None:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
 
-    for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * 1024 * 1024),
-                         (resource.RLIMIT_CPU, int(limits["cpu_seconds"]))):
-        if value:
-            resource.setrlimit(which, (value, value))
+    confine.set_limits(limits)  # the worker's own: RLIMIT_AS, RLIMIT_CPU, no core dumps
     signal.signal(signal.SIGALRM, ring)
     namespace: dict = {"__name__": submission.module_name}
     for chunk in submission.chunks:

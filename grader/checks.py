@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -284,28 +285,36 @@ class _ReferenceFacts:
     uniform: bool
 
 
-_FACTS: dict[int, tuple[torch.Tensor, tuple, _ReferenceFacts]] = {}  # id(output) -> what it shows
-_MAX_FACTS = 4096  # the reference's outputs of one class; past it (transient views) start again
+_ONCE: dict[tuple[str, int], tuple[torch.Tensor, tuple, Any]] = {}  # (what, id(output)) -> value
+_MAX_ONCE = 4096  # the reference's outputs of one class; past it (transient views) start again
 
 
-def _reference_facts(expected: torch.Tensor, inputs: list) -> _ReferenceFacts:
-    """The facts of one reference output with its inputs: computed once per class, not per student."""
-    held = _FACTS.get(id(expected))
+def _once_per_reference(what: str, expected: torch.Tensor, inputs: tuple, compute):
+    """`compute()`, once per reference output (and its inputs) rather than once per student: the
+    reference's outputs are the same tensors for the whole class."""
+    held = _ONCE.get((what, id(expected)))
     if held is not None and held[0] is expected and len(held[1]) == len(inputs) and all(
             a is b for a, b in zip(held[1], inputs)):
         return held[2]
-    e = expected.double()
-    many = e.numel() > 1
-    facts = _ReferenceFacts(
-        zeros=many and bool((e == 0).all()),
-        constant=many and bool((e == e.flatten()[0]).all()),
-        inputs=tuple(isinstance(x, torch.Tensor) and x.shape == e.shape
-                     and torch.allclose(e, x.double(), equal_nan=True) for x in inputs),
-        uniform=bool(e.dim() and e.shape[-1] > 1 and _uniform(e)))
-    if len(_FACTS) >= _MAX_FACTS:
-        _FACTS.clear()
-    _FACTS[id(expected)] = (expected, tuple(inputs), facts)
-    return facts
+    value = compute()
+    if len(_ONCE) >= _MAX_ONCE:
+        _ONCE.clear()
+    _ONCE[(what, id(expected))] = (expected, inputs, value)
+    return value
+
+
+def _reference_facts(expected: torch.Tensor, inputs: list) -> _ReferenceFacts:
+    """The facts of one reference output with its inputs."""
+    def compute() -> _ReferenceFacts:
+        e = expected.double()
+        many = e.numel() > 1
+        return _ReferenceFacts(
+            zeros=many and bool((e == 0).all()),
+            constant=many and bool((e == e.flatten()[0]).all()),
+            inputs=tuple(isinstance(x, torch.Tensor) and x.shape == e.shape
+                         and torch.allclose(e, x.double(), equal_nan=True) for x in inputs),
+            uniform=bool(e.dim() and e.shape[-1] > 1 and _uniform(e)))
+    return _once_per_reference("facts", expected, tuple(inputs), compute)
 
 
 def _uniform(t: torch.Tensor) -> bool:
@@ -466,17 +475,11 @@ def check_zero_fraction(step: Step, check: Check, outcomes: list[Outcome]) -> st
     return "; ".join(parts)
 
 
-_EXPECTED_SCALES: dict[int, tuple[torch.Tensor, float]] = {}  # id(sample) -> (sample, its scale)
-
-
 def check_survivors_scaled(step: Step, check: Check, outcomes: list[Outcome]) -> str:
     """Kept elements are the input times the same factor as in the expected sample."""
     for outcome in outcomes:
         x, p, expected, obtained = _dropout_sample(outcome)
-        held = _EXPECTED_SCALES.get(id(expected))
-        if held is None or held[0] is not expected:  # the reference's sample: once per class
-            held = _EXPECTED_SCALES[id(expected)] = (expected, _kept_scale(x, expected))
-        want = held[1]
+        want = _once_per_reference("kept scale", expected, (x,), partial(_kept_scale, x, expected))
         if not isinstance(obtained, torch.Tensor) or obtained.shape != x.shape:
             raise CheckFailed(f"{outcome.title}: the output is {describe_value(obtained)}; expected "
                               f"the input's shape {shape_text(x.shape)}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from html import escape
 
+from .gradebook import _number
+
 FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
 BLUE, GREEN, RED, GREY = "#2f6fb0", "#1a7f37", "#cf222e", "#afb8c1"
 OUTCOMES = (("passed", GREEN), ("failed (wrong, error, timeout)", RED),
@@ -44,10 +46,6 @@ def _ticks(span: float, most: int, whole: bool = False) -> list[float]:
     if whole:
         step = max(1.0, math.ceil(step))
     return [i * step for i in range(int(span / step + 1e-9) + 1)]
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
 
 
 def _text(x: float, y: float, text: str, anchor: str = "middle", size: int = 11,
