@@ -25,10 +25,12 @@ and a rubric can demand layers (`require:`). The layers, in the order they are a
                   only the worker's folder; no TCP; no signals or abstract sockets beyond its own
     dies_with_parent  PR_SET_PDEATHSIG: nothing outlives the grader, even one killed outright
 
-With the PID namespace, the process the grader started stays outside as a relay: it forks the
-worker, the namespace's init (process 1), whose end ends every process the student left behind;
-the relay passes the worker's exit status on. (A separate init, forking the worker in turn, cost
-one more fork and exit of a torch-sized process per submission.)
+With the PID namespace, the worker is the namespace's init (process 1), whose end ends every
+process the student left behind. A zygote running as root forks each worker straight into a
+namespace of its own (`fork_as_init`). Elsewhere (not root), the process forked for the worker
+stays outside as a relay: it enters the namespaces, forks the worker and passes its exit status
+on. (A relay costs one more fork and exit of a torch-sized process per submission; a separate
+init, forking the worker in turn, would cost another.)
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ def confine(config: dict) -> dict:
     folder = (os.getcwd(), os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
     if root or _layer(applied, "user", _enter_user_namespace(libc)):
         _namespaces(libc, config, applied)
-    if "pid" in applied["layers"]:
+    if "pid" in applied["layers"] and not config.get("pid_init"):
         _relay(libc, config, folder)  # only the namespace's first process returns
     os.close(folder[1])
     if "private /tmp" in applied["namespaces"]:
@@ -252,8 +254,10 @@ def _namespaces(libc, config: dict, applied: dict) -> None:
         if config.get("uid"):
             os.chown(WORK, config["uid"], config["uid"])
     _hide(libc, config, done)
-    # Last: the namespace's first child, forked by _relay, is the PID namespace's init.
-    _layer(applied, "pid", libc.unshare(CLONE_NEWPID) == 0 or _error())
+    if config.get("pid_init"):  # forked into a namespace of its own (fork_as_init)
+        _layer(applied, "pid", os.getpid() == 1 or "not the first process of a PID namespace")
+    else:  # last: the namespace's first child, forked by _relay, is the PID namespace's init
+        _layer(applied, "pid", libc.unshare(CLONE_NEWPID) == 0 or _error())
 
 
 def _hide(libc, config: dict, done: list[str]) -> None:
@@ -299,6 +303,46 @@ def _relay(libc, config: dict, folder: tuple[str, int]) -> None:
     status = _wait_for(pid)
     remove_folder(*folder)
     _exit_like(status)
+
+
+def own_pid_namespace(libc) -> int | None:
+    """For a zygote running as root: a descriptor of its own PID namespace, where the kernel lets
+    it fork each worker straight into a new one (`fork_as_init`, tried here once); None where it
+    does not (not root, not Linux, a container without CAP_SYS_ADMIN): the worker's relay does it."""
+    if libc is None or not _linux() or os.geteuid() != 0:
+        return None
+    try:
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        pid = fork_as_init(libc, own)
+    except OSError:
+        os.close(own)
+        return None
+    if pid == 0:
+        os._exit(0 if os.getpid() == 1 else 1)
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        os.close(own)
+        return None
+    return own
+
+
+def fork_as_init(libc, own: int) -> int:
+    """`os.fork()`, the child the first process (init) of a new PID namespace: no relay between it
+    and this process. `own` is this process's namespace (`own_pid_namespace`), which its next
+    children are put back into. Raises OSError if the kernel refuses the new namespace."""
+    if libc.unshare(CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), f"no new PID namespace ({_error()})")
+    pid = -1
+    try:
+        pid = os.fork()
+        return pid
+    finally:
+        if pid != 0 and libc.setns(own, CLONE_NEWPID) != 0:
+            # Every later child would land in that namespace, a classmate's: never go on.
+            os.write(2, f"cannot return to its own PID namespace ({_error()})\n".encode())
+            os._exit(70)
 
 
 def _as_init() -> None:
@@ -359,6 +403,14 @@ def remove_folder(folder: str, parent: int | None = None) -> None:
         shutil.rmtree(name, ignore_errors=True, dir_fd=parent)
     except OSError:
         pass
+
+
+def remove_folder_at(path: str) -> None:
+    """Remove a worker's or the zygote's folder by its full path (one the grader made)."""
+    import shutil
+
+    if os.path.basename(path).startswith("attention-grader-"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _make_traversable(libc, needed: list[str]) -> None:

@@ -546,10 +546,19 @@ def zygote(control_fd: int) -> int:
     confine = _load_sibling("confine")
     libc = confine._libc()
     folder = os.getcwd()
+    inits: dict[int, str] = {}  # the running workers forked as their namespace's init: their folders
     if libc is not None and confine._linux():
-        # A grader killed outright takes its zygote with it; the zygote removes its folder first.
-        signal.signal(signal.SIGTERM, lambda signum, frame: (confine.remove_folder(folder), os._exit(0)))
+        # A grader killed outright takes its zygote with it; the zygote removes its folder first
+        # (and the folders of the workers it forked as inits: they have no relay to do it).
+        def cleanup(signum, frame):
+            for home in (folder, *inits.values()):
+                confine.remove_folder_at(home)
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, cleanup)
         confine.tie_to_parent(libc, None, signal.SIGTERM)
+    # As root, each worker is forked straight into a PID namespace of its own, as its init.
+    own_pid_namespace = confine.own_pid_namespace(libc)
     import torch
 
     torch.set_num_threads(1)  # no OpenMP pool: forking after one is started can hang the child
@@ -575,12 +584,15 @@ def zygote(control_fd: int) -> int:
             break  # the grader is gone
         request = json.loads(message)
         if request["op"] == "spawn":
-            pid = os.fork()
+            request["confine"]["pid_init"] = own_pid_namespace is not None
+            pid = os.fork() if own_pid_namespace is None else confine.fork_as_init(libc, own_pid_namespace)
             if pid == 0:
                 control.close()
                 _child(request, fds, wire, confine, plan)  # never returns
             for fd in fds:
                 os.close(fd)
+            if own_pid_namespace is not None:
+                inits[pid] = request["home"]
             control.sendall(json.dumps({"pid": pid}).encode())
         elif request["op"] == "plan":  # the class's step requests, from a file the grader wrote
             with os.fdopen(fds[0], "rb") as f:
@@ -594,7 +606,10 @@ def zygote(control_fd: int) -> int:
             settle()
             control.sendall(json.dumps({"op": "warm"}).encode())
         elif request["op"] == "status":
-            control.sendall(json.dumps({"returncode": _exit_status(request["pid"])}).encode())
+            returncode = _exit_status(request["pid"])
+            if returncode is not None and inits.pop(request["pid"], None) is not None:
+                returncode = _as_relayed(returncode)
+            control.sendall(json.dumps({"returncode": returncode}).encode())
     confine.remove_folder(folder)
     return 0
 
@@ -606,6 +621,13 @@ def _exit_status(pid: int):
     except ChildProcessError:
         return -1  # already reaped, or not ours
     return os.waitstatus_to_exitcode(status) if done else None
+
+
+def _as_relayed(returncode: int) -> int:
+    """A worker's exit status as its relay would have passed it on (`confine._exit_like`): an
+    init's handler ends it with 128 + n for a signal n (SIGXCPU), which is reported as that signal."""
+    signum = returncode - 128
+    return -signum if returncode > 128 and signum in signal.valid_signals() else returncode
 
 
 def _child(request: dict, fds: list[int], wire, confine, plan: list[dict]) -> None:
