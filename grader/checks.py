@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -62,6 +63,32 @@ class CheckNotJudged(Exception):
 
 def run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
     """Every check of the step, in layer order; a check without evidence is not judged (0 points)."""
+    outer = getattr(_JUDGING, "memo", None)
+    _JUDGING.memo = {}
+    try:
+        return _run_checks(step, outcomes)
+    finally:
+        _JUDGING.memo = outer
+
+
+_JUDGING = threading.local()  # per grading thread: what the checks of the step being judged found
+
+
+def _once_per_step(key: tuple, held: tuple, compute):
+    """`compute()` once while one step's checks run: `values`, `buffers` and `gradients_flow` each
+    compare a case's outputs with the reference's, and several checks refuse the same trivial
+    output. `key` names the objects by identity; `held` keeps them alive meanwhile, so that no
+    other object can take their identity."""
+    memo = getattr(_JUDGING, "memo", None)
+    if memo is None:
+        return compute()
+    found = memo.get(key)
+    if found is None or any(a is not b for a, b in zip(found[0], held)):
+        found = memo[key] = (held, compute())
+    return found[1]
+
+
+def _run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
     results: dict[str, CheckResult] = {}
     partial: set[str] = set()  # passed on every case that ran, and some could not run
     layers = list(REGISTRY)  # built-in checks in their layers, course checks after them
@@ -327,8 +354,11 @@ def _uniform(t: torch.Tensor) -> bool:
 
 
 def _refuse_trivial(outcome: Outcome, label: str, expected, obtained, what: str) -> None:
-    inputs = list(outcome.expected.args) + list(outcome.expected.inputs)
-    found = trivial(expected, obtained, inputs)
+    def compute():
+        return trivial(expected, obtained, list(outcome.expected.args) + list(outcome.expected.inputs))
+
+    found = _once_per_step(("trivial", id(outcome), id(expected), id(obtained)),
+                           (outcome, expected, obtained), compute)
     if found:
         raise CheckFailed(f"{outcome.title}: {label} is {found}, so it cannot show that {what}")
 
@@ -382,7 +412,7 @@ def check_values(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape:
                 raise CheckFailed(f"{outcome.title}: {label} is {describe_value(obtained)}; "
                                   f"expected shape {shape_text(expected.shape)}")
-            difference = compare(expected, obtained, step.atol, step.rtol)
+            difference = _compared(expected, obtained, step.atol, step.rtol)
             if difference:
                 raise CheckFailed(f"{outcome.title}: {label} {difference.text(outcome.case.visible)}")
             if expected.numel():
@@ -399,7 +429,7 @@ def plain_difference(expected: Any, obtained: Any, atol: float, rtol: float, whe
         if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape:
             return f"is {describe_value(obtained)}{at}; expected a tensor of shape " \
                    f"{shape_text(expected.shape)}"
-        difference = compare(expected, obtained, atol, rtol)
+        difference = _compared(expected, obtained, atol, rtol)
         return f"differs{at}: {difference.text(False)}" if difference else None
     if type(expected) is float and type(obtained) in (int, float):
         close = abs(obtained - expected) <= atol + rtol * abs(expected) or obtained == expected
@@ -622,7 +652,7 @@ def check_buffers(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             if not _forward_matches(step, outcome):
                 continue  # forward is not yet the reference's here: its use cannot be predicted
             if not isinstance(obtained, torch.Tensor) or obtained.shape != want.shape or \
-                    compare(want, obtained, step.atol, step.rtol):
+                    _compared(want, obtained, step.atol, step.rtol):
                 raise CheckFailed(f"{outcome.title}: your forward pass does not use the registered "
                                   f"buffer `{name}`: with its last two dimensions transposed (a "
                                   "causal mask then lets each token see itself and the later ones) "
@@ -645,7 +675,7 @@ def _forward_matches(step: Step, outcome: Outcome) -> bool:
         return False
     for _, expected, obtained in expected_and_obtained(step, outcome):
         if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape or \
-                compare(expected, obtained, step.atol, step.rtol):
+                _compared(expected, obtained, step.atol, step.rtol):
             return False
     return True
 
@@ -794,6 +824,13 @@ class Difference:
                         if visible else ""))
         parts.append(f"largest relative difference {self.max_rel:.3g}")
         return "; ".join(parts) + f" (allowed: atol {self.atol:g} + rtol {self.rtol:g})"
+
+
+def _compared(expected: torch.Tensor, obtained: torch.Tensor, atol: float, rtol: float
+              ) -> Difference | None:
+    """`compare`, once per pair of tensors and tolerances while one step's checks run."""
+    return _once_per_step(("compare", id(expected), id(obtained), atol, rtol), (expected, obtained),
+                          partial(compare, expected, obtained, atol, rtol))
 
 
 def compare(expected: torch.Tensor, obtained: torch.Tensor, atol: float, rtol: float
