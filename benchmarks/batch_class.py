@@ -1,6 +1,6 @@
 """How fast is a whole class graded, and does memory stay flat as the class grows?
 
-    python benchmarks/batch_class.py [--students 200] [--big 0] [--keep DIR]
+    python benchmarks/batch_class.py [--students 200] [--big 0] [--repeat 1] [--keep DIR]
 
 Builds a synthetic class in a temporary folder: two thirds notebooks and one third .py files;
 correct submissions, submissions that each make one known mistake, unfinished stubs, and a few
@@ -12,7 +12,9 @@ same run and on this machine, it times:
   b. `attention-grader grade CLASS --out DIR --jobs 1`, and the same with `--jobs 2`, each right
      after the bare floor on the same class (benchmarks/floor.py), and their ratio: both timed
      as whole processes, from start to end (starting Python, importing torch and preparing the
-     reference's answers are part of the floor too)
+     reference's answers are part of the floor too); with `--repeat N`, N such pairs for each,
+     every pair printed, then the median of their ratios (one pair is at the mercy of a slow
+     moment of the machine; a pair is always the floor then the grader, on the same class)
   c. with `--big N` (e.g. 1000): `--jobs 2` on a class of N and on a class of 100, to compare memory
 
 and prints wall time, submissions per second and the peak memory: of the grader process itself
@@ -27,6 +29,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,10 +157,35 @@ def grade(folder: Path, out: Path, jobs: int) -> tuple[float, int, int]:
                   "--jobs", str(jobs)], {0})
 
 
+def _pair(args, folder: Path, base: Path, jobs: int) -> float:
+    """The floor (benchmarks/floor.py), then the grader, on the same class; their ratio."""
+    floor_started = time.perf_counter()
+    floor = json.loads(subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--jobs",
+         str(jobs), "--json"], capture_output=True, text=True, check=True
+    ).stdout.strip().splitlines()[-1])
+    floor_whole = time.perf_counter() - floor_started
+    load = os.getloadavg()[0]
+    out = base / f"out-jobs{jobs}"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh gradebook: a kept one would be resumed
+    seconds, own, peak = grade(folder, out, jobs)
+    print(f"b. grade --jobs {jobs}: {seconds:.1f} s, {args.students / seconds:.1f} submissions/s, "
+          f"peak memory: grader {own / 2**20:.0f} MiB, whole tree {peak / 2**20:.0f} MiB "
+          f"(load average {load:.2f} before)")
+    # Both from the start of their process to its end: Python, torch and the reference's
+    # answers included on both sides (the grader's also includes its gradebook).
+    print(f"   floor --jobs {jobs}: {floor_whole:.1f} s, of which {floor['seconds']:.1f} s grading "
+          f"the class (load average {floor['load_before'][0]:.2f} before); "
+          f"grader / floor = {seconds / floor_whole:.2f}", flush=True)
+    return seconds / floor_whole
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=200)
     parser.add_argument("--big", type=int, default=0, help="also compare memory at this class size")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="floor-then-grader pairs for each --jobs (the median ratio is printed)")
     parser.add_argument("--keep", help="build the class here and keep it")
     args = parser.parse_args(argv)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
@@ -173,23 +202,12 @@ def main(argv=None) -> int:
         print(f"a. import torch: {torch_s:.2f} s; cold check of one submission: {check_s:.2f} s "
               f"({check_s - torch_s:+.2f} s)")
         for jobs in (1, 2):
-            # the floor (benchmarks/floor.py) and the grader, one after the other on the same class
-            floor_started = time.perf_counter()
-            floor = json.loads(subprocess.run(
-                [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--jobs",
-                 str(jobs), "--json"], capture_output=True, text=True, check=True
-            ).stdout.strip().splitlines()[-1])
-            floor_whole = time.perf_counter() - floor_started
-            load = os.getloadavg()[0]
-            seconds, own, peak = grade(folder, base / f"out-jobs{jobs}", jobs)
-            print(f"b. grade --jobs {jobs}: {seconds:.1f} s, {args.students / seconds:.1f} submissions/s, "
-                  f"peak memory: grader {own / 2**20:.0f} MiB, whole tree {peak / 2**20:.0f} MiB "
-                  f"(load average {load:.2f} before)")
-            # Both from the start of their process to its end: Python, torch and the reference's
-            # answers included on both sides (the grader's also includes its gradebook).
-            print(f"   floor --jobs {jobs}: {floor_whole:.1f} s, of which {floor['seconds']:.1f} s grading "
-                  f"the class (load average {floor['load_before'][0]:.2f} before); "
-                  f"grader / floor = {seconds / floor_whole:.2f}")
+            ratios = []
+            for _ in range(max(args.repeat, 1)):
+                ratios.append(_pair(args, folder, base, jobs))
+            if len(ratios) > 1:
+                print(f"   --jobs {jobs}: grader / floor = {', '.join(f'{r:.2f}' for r in ratios)}; "
+                      f"median {statistics.median(ratios):.2f}")
         if args.big:
             small = build_class(base / "class-100", 100)
             big = build_class(base / f"class-{args.big}", args.big)
