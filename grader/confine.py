@@ -347,13 +347,15 @@ def fork_as_init(libc, own: int) -> int:
 
 def _as_init() -> None:
     """The worker is its PID namespace's init (process 1): no process of its own stands between
-    it and the relay, and when it ends, the kernel ends every process the student left behind.
+    it and its parent (the zygote, or its relay), and when it ends, the kernel ends every process
+    the student left behind.
 
     An init is sent only the signals it has a handler for. The fatal ones the kernel raises for
     a fault (SIGSEGV, SIGBUS, SIGFPE, SIGILL) and SIGKILL still end it; a limit's SIGXCPU would
     not, so it has a handler that ends the worker as that signal would (exit code 128 + n, which
-    the relay passes on as the signal). What the student's code sends itself (SIGTERM, SIGSTOP...)
-    has no effect: the worker goes on, as it would had the signal been ignored."""
+    the relay, or the zygote, passes on as the signal). What the student's code sends itself
+    (SIGTERM, SIGSTOP...) has no effect: the worker goes on, as it would had the signal been
+    ignored."""
     signal.signal(signal.SIGXCPU, lambda signum, frame: os._exit(128 + signum))
 
 
