@@ -10,6 +10,13 @@ import json  # noqa: E402
 
 import nbformat  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property-based tests: a bounded number of examples, no per-example deadline (the suite must not depend
+# on the machine being quiet), and no example database written into the checkout.
+settings.register_profile("attention-grader", max_examples=150, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("attention-grader")
 
 from grader import grade, load_rubric  # noqa: E402
 from grader.authoring import parse_percent, to_notebook  # noqa: E402
