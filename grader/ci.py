@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from .models import Report, StepResult
+from .safe_text import workflow_data, workflow_property
 
 ANNOTATED = ("failed", "error", "timeout", "missing")
 
@@ -32,14 +33,10 @@ def in_github_actions(environ=None) -> bool:
     return (os.environ if environ is None else environ).get("GITHUB_ACTIONS") == "true"
 
 
-def escape_data(text: str) -> str:
-    """A workflow command's message, escaped as GitHub's runner unescapes it."""
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    """A workflow command's property value (file, title): also `:` and `,` are escaped."""
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+# A workflow command's message and its property values (file, title), escaped as GitHub's runner
+# unescapes them, without control characters: grader.safe_text's functions for that destination.
+escape_data = workflow_data
+escape_property = workflow_property
 
 
 def _definition(name: str) -> re.Pattern:

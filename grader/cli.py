@@ -28,6 +28,7 @@ from . import __version__, ci
 from .engine import grade
 from .errors import GraderError
 from .report import FORMATS
+from .safe_text import terminal
 
 RUBRIC_HELP = ("the rubric file (default: $ATTENTION_GRADER_RUBRIC, else config.yaml in this folder or "
                "above, else the course this grader came with; see the README)")
@@ -121,6 +122,13 @@ def passes(report, min_score: tuple[float, bool] | None) -> bool:
     return report.score >= mark - 1e-9
 
 
+def say(message: str, *, one_line: bool = False) -> None:
+    """A message for whoever runs the grader, on stderr. It may quote a submission (a file name, an
+    id, what the code raised), so it passes through `terminal` first: no escape sequence in it
+    reaches the terminal. `one_line`: a newline in it cannot start a line that looks like ours."""
+    print(f"attention-grader: {terminal(message, None, newlines=not one_line)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -163,7 +171,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         rubric = load_rubric(find_rubric(args.rubric))
         applied = probe(Limits.of(rubric.defaults), hidden_paths(rubric))
     except GraderError as exc:
-        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return exc.exit_code
     missing = missing_layers(applied, rubric.require)
     layers, refused = applied.get("layers", []), applied.get("refused", {})
@@ -192,7 +200,7 @@ def _bundle(args: argparse.Namespace) -> int:
     try:
         files = build_bundle(load_rubric(find_rubric(args.rubric)), Path(args.out))
     except GraderError as exc:
-        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return exc.exit_code
     print(f"{args.out}: {len(files)} files; hand this folder to students (it holds no solutions)")
     return 0
@@ -206,13 +214,13 @@ def _check(args: argparse.Namespace) -> int:
     try:
         report = grade(args.submission, rubric=args.rubric, steps=args.step, seed=args.seed)
     except KeyError as exc:  # an unknown --step or --seed
-        print(f"attention-grader: {exc.args[0]}", file=sys.stderr)
+        say(str(exc.args[0]))
         return 2
     except GraderError as exc:
-        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return exc.exit_code
     except Exception:  # a bug in the grader: say so, never score it as the student's zero
-        traceback.print_exc()
+        sys.stderr.write(terminal(traceback.format_exc(), None))  # it may quote the submission
         print("attention-grader: internal error: the grader failed (not the submission). "
               "Please report this with the traceback above.", file=sys.stderr)
         return 2
@@ -227,7 +235,7 @@ def _check(args: argparse.Namespace) -> int:
             with open(args.output, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as exc:
-            print(f"attention-grader: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+            say(f"cannot write {args.output}: {exc.strerror}")
             return 2
         print(f"{args.output}: score {report.score:g} / {report.max_score:g}")
     else:
@@ -239,13 +247,13 @@ def _check(args: argparse.Namespace) -> int:
             with open(args.junit, "w", encoding="utf-8") as f:
                 f.write(render_junit(report, submission=args.submission))
         except OSError as exc:
-            print(f"attention-grader: cannot write {args.junit}: {exc.strerror}", file=sys.stderr)
+            say(f"cannot write {args.junit}: {exc.strerror}")
             return 2
     if ci.in_github_actions():
         try:
             ci.append_step_summary(report)
         except OSError as exc:
-            print(f"attention-grader: cannot write the step summary: {exc.strerror}", file=sys.stderr)
+            say(f"cannot write the step summary: {exc.strerror}")
         # On stderr, which the runner reads for workflow commands too: stdout stays the report
         # alone, so `check --format json > report.json` is valid JSON under GitHub Actions.
         for line in ci.annotations(report, args.submission, workspace=os.environ.get("GITHUB_WORKSPACE")):

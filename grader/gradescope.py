@@ -55,6 +55,7 @@ from .paths import find_rubric
 from .report.gradescope import results
 from .report.text import render_text
 from .rubric import Rubric, load_rubric
+from .safe_text import terminal
 
 PACKAGE = Path(__file__).resolve().parent
 MEMORY_ENVIRONMENT = "AUTOGRADER_MEMORY_MB"  # the container's memory, where it cannot be read
@@ -205,8 +206,8 @@ def find_submission(folder: str | Path, exercise: str = EXERCISE) -> tuple[Path 
     files = [(p.relative_to(folder).as_posix(), (), p) for p in sorted(folder.rglob("*"))
              if p.is_file() or p.is_symlink()]
     choice = choose(files, exercise)
-    if choice.chosen is None:
-        return None, f"Your submission has {choice.problem}, and submit again."
+    if choice.chosen is None:  # the problem names the student's files: text for a log and a page
+        return None, terminal(f"Your submission has {choice.problem}, and submit again.")
     return choice.chosen, ""
 
 
@@ -245,6 +246,7 @@ def run_command(submission_dir: str | None, results_file: str | None, rubric_pat
 def _cannot_grade(target: Path, reason: str, exit_code: int) -> int:
     """results.json when the grader itself fails: a visible 'not graded, not your fault', and the
     reason in a test that only the staff see."""
+    reason = terminal(reason, None)  # it may name the student's files, or quote what they raised
     print(reason, file=sys.stderr)
     _write(target, {
         "score": 0.0,

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from .safe_text import terminal
+
 SECTION = "attention-grader"
 
 
@@ -173,7 +175,7 @@ class GradingPlugin:
         if self.report is not None and self.report.notes:
             terminalreporter.section("attention-grader: notes on the submission")
             for note in self.report.notes:
-                terminalreporter.line(f"- {note}")
+                terminalreporter.line(f"- {terminal(note)}")
 
     def grade(self, session: pytest.Session):
         """Grade the submission once, for the steps selected in this session: once for the whole
@@ -268,18 +270,18 @@ class Step(pytest.Item):
             raise GraderFailed(grading.failure)
         result = next(step for step in report.steps if step.id == self.name)
         if result.status == "not_implemented" and not grading.strict:
-            pytest.skip(result.feedback.strip().splitlines()[0] if result.feedback.strip()
+            pytest.skip(terminal(result.feedback.strip().splitlines()[0]) if result.feedback.strip()
                         else "not implemented")
         if not result.passed:
             status = result.status.replace("_", " ")
             hint = (f"\n\nHint: {result.hints[0]}" if result.hints and not result.mistake
                     and result.status in ("failed", "error") else "")
-            raise StepFailed(f"{result.feedback.strip()}{hint}\n\n{result.id}: {status}, "
-                             f"{result.score:g}/{result.max_score:g} points")
+            raise StepFailed(f"{terminal(result.feedback.strip(), 20_000)}{hint}\n\n{result.id}: "
+                             f"{status}, {result.score:g}/{result.max_score:g} points")
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (StepFailed, GraderFailed)):
-            return str(excinfo.value)
+        if isinstance(excinfo.value, (StepFailed, GraderFailed)):  # what pytest prints: no escapes
+            return terminal(str(excinfo.value), None)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):

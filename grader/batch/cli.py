@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli import say
 from ..errors import GraderError, UsageError
 from ..paths import find_rubric
 from ..rubric import load_rubric
@@ -78,18 +79,18 @@ def export_command(args: argparse.Namespace) -> int:
         maximum = next((row.report.max_score for row in rows if row.report), 0.0)
         made = export(args.lms, rows, Path(args.roster), args.assignment, maximum)
     except GraderError as exc:
-        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return 2
     target = Path(args.output) if args.output else Path(args.out) / made.filename
     from .run import write_atomically
 
     write_atomically(target, made.text)
     for note in made.notes:
-        print(f"attention-grader: {note}", file=sys.stderr)
+        say(note, one_line=True)
     for label, names in (("in the roster, no grade written", made.no_submission),
                          ("graded, not in the roster", made.no_roster)):
-        if names:
-            print(f"attention-grader: {len(names)} {label}: {'; '.join(names)}", file=sys.stderr)
+        if names:  # names and ids from the roster and the submissions' file names
+            say(f"{len(names)} {label}: {'; '.join(names)}", one_line=True)
     print(f"{target}: {args.lms} import file; upload it as the README says")
     return 0
 
@@ -132,10 +133,10 @@ def run(args: argparse.Namespace) -> int:
               "the same command again to grade the rest.", file=sys.stderr)
         return 130
     except (GraderError, FileNotFoundError) as exc:
-        print(f"attention-grader: error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return 2
-    for problem in outcome.problems:
-        print(f"attention-grader: {problem}", file=sys.stderr)
+    for problem in outcome.problems:  # they name archive entries, files and ids as handed in
+        say(problem, one_line=True)
     graded = sum(1 for row in outcome.rows if row.report is not None)
     print(f"{args.out}: {len(outcome.rows)} students, {graded} graded ({outcome.graded} in this run), "
           f"{outcome.seconds:.1f} s; see grades.csv and summary.html")

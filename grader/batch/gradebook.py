@@ -15,14 +15,13 @@ import json
 import re
 import statistics
 from collections import Counter
-from html import escape
 from pathlib import Path
 
 from ..models import Report
 from ..report.html import render_html
 from ..report.markdown import render_markdown
 from ..rubric import Rubric
-from ..safe_text import csv_cell, markdown_inline
+from ..safe_text import csv_cell, html_text, markdown_inline
 
 
 class Row:
@@ -101,8 +100,8 @@ def _number(value) -> str:
 
 
 def _cell(text: str) -> str:
-    """Student text as one Markdown table cell."""
-    return markdown_inline(text).replace("|", "\\|")
+    """Student text as one Markdown table cell (`markdown_inline` escapes its pipes too)."""
+    return markdown_inline(text)
 
 
 def safe_filename(name: str) -> str:
@@ -234,16 +233,16 @@ class ClassStatistics:
 
         parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
                  f"<title>Class summary</title><style>{STYLE}</style></head><body>",
-                 f"<h1>Class summary: {escape(self.rubric.title or 'attention-grader')}</h1>",
+                 f"<h1>Class summary: {html_text(self.rubric.title or 'attention-grader')}</h1>",
                  "<table><tbody>"]
-        parts += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in self.headline()]
+        parts += [f"<tr><th>{html_text(k)}</th><td>{html_text(v)}</td></tr>" for k, v in self.headline()]
         parts.append("</tbody></table>")
         for path in plots.values():  # the grader's own SVG, inlined as it is
             parts.append(f"<figure>{path.read_text(encoding='utf-8')}</figure>")
         parts.append("<h2>Pass rate per step</h2><table><thead><tr><th>Step</th><th>Passed</th>"
                      '<th class="num">Rate</th><th class="num">Failed</th><th class="num">Not done'
                      "</th></tr></thead><tbody>")
-        parts += [f"<tr><td><code>{escape(step)}</code></td><td>{n} / {self.graded}</td>"
+        parts += [f"<tr><td><code>{html_text(step)}</code></td><td>{n} / {self.graded}</td>"
                   f'<td class="num">{rate:.0%}</td><td class="num">{failed}</td>'
                   f'<td class="num">{undone}</td></tr>'
                   for (step, rate, n), (_, _, failed, undone) in zip(self.pass_rates(), self.outcomes())]
@@ -252,7 +251,7 @@ class ClassStatistics:
         if mistakes:
             parts.append("<table><thead><tr><th>Step</th><th>Mistake</th><th class=\"num\">Students"
                          "</th></tr></thead><tbody>")
-            parts += [f"<tr><td><code>{escape(step)}</code></td><td><code>{escape(mistake)}</code>"
+            parts += [f"<tr><td><code>{html_text(step)}</code></td><td><code>{html_text(mistake)}</code>"
                       f'</td><td class="num">{n}</td></tr>' for step, mistake, n in mistakes]
             parts.append("</tbody></table>")
         else:
@@ -261,19 +260,19 @@ class ClassStatistics:
         if attention:
             parts.append("<h2>Unreadable and not graded</h2><table><thead><tr><th>ID</th><th>Name</th>"
                          "<th>Status</th></tr></thead><tbody>")
-            parts += [f"<tr><td>{escape(i)}</td><td>{escape(n)}</td><td>{escape(st)}</td></tr>"
+            parts += [f"<tr><td>{html_text(i)}</td><td>{html_text(n)}</td><td>{html_text(st)}</td></tr>"
                       for i, n, st in attention]
             parts.append("</tbody></table>")
         parts.append("<h2>Roster</h2><table><thead><tr><th>ID</th><th>Name</th><th>Score</th>"
                      "<th>Status</th><th>Feedback</th></tr></thead><tbody>")
-        parts += [f"<tr><td>{escape(i)}</td><td>{escape(n)}</td><td>{escape(sc)}</td>"
-                  f"<td>{escape(st)}</td><td>"
-                  + (f'<a href="{escape(f)}">report</a>' if f else "") + "</td></tr>"
+        parts += [f"<tr><td>{html_text(i)}</td><td>{html_text(n)}</td><td>{html_text(sc)}</td>"
+                  f"<td>{html_text(st)}</td><td>"
+                  + (f'<a href="{html_text(f)}">report</a>' if f else "") + "</td></tr>"
                   for i, n, sc, st, f in self.roster()]
         parts.append("</tbody></table>")
         if self.problems:
             parts.append("<h2>Problems with the submissions</h2><ul>")
-            parts += [f"<li>{escape(p)}</li>" for p in self.problems]
+            parts += [f"<li>{html_text(p)}</li>" for p in self.problems]
             parts.append("</ul>")
         parts.append("</body></html>")
         return "\n".join(parts) + "\n"

@@ -4,9 +4,9 @@ so it works offline, in an e-mail attachment, or in a learning platform's previe
 from __future__ import annotations
 
 import re
-from html import escape
 
 from ..models import Report, StepResult
+from ..safe_text import html_text
 
 LABELS = {"passed": "passed", "failed": "failed", "error": "error", "timeout": "timed out",
           "missing": "missing", "not_implemented": "not implemented"}
@@ -44,7 +44,7 @@ def render_html(report: Report, **_) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(report.heading)} for {escape(report.submission)}</title>",
+        f"<title>{html_text(report.heading)} for {html_text(report.submission)}</title>",
         f"<style>{STYLE}</style></head><body>",
         *_body(report, ""),
         "</body></html>"]) + "\n"
@@ -75,44 +75,44 @@ def scoped(css: str, scope: str) -> str:
 def _body(report: Report, ids: str) -> list[str]:
     percent = 100 * report.score / report.max_score if report.max_score else 0
     parts = [
-        f"<h1>{escape(report.heading)}</h1>",
-        f'<p class="sub">{escape(report.submission)}</p>',
+        f"<h1>{html_text(report.heading)}</h1>",
+        f'<p class="sub">{html_text(report.submission)}</p>',
         f'<p class="score" id="{ids}score">Score: {report.score:g} / {report.max_score:g}</p>',
         f'<div class="bar" role="img" aria-label="{percent:.0f}%"><span style="width:{percent:.1f}%">'
         "</span></div>",
     ]
-    parts += [f'<p class="note">{escape(note)}</p>' for note in report.notes]
+    parts += [f'<p class="note">{html_text(note)}</p>' for note in report.notes]
     parts += ["<table><thead><tr><th>Section</th><th>Step</th><th>Status</th>"
               '<th class="num">Score</th></tr></thead><tbody>']
     for step in report.steps:
         parts.append(
-            f'<tr id="{ids}row-{escape(step.id)}"><td>{escape(step.section)}</td>'
-            f'<td><a href="#{ids}{escape(step.id)}"><code>{escape(step.id)}</code></a></td>'
+            f'<tr id="{ids}row-{html_text(step.id)}"><td>{html_text(step.section)}</td>'
+            f'<td><a href="#{ids}{html_text(step.id)}"><code>{html_text(step.id)}</code></a></td>'
             f'<td><span class="badge {step.status}">{LABELS[step.status]}</span></td>'
             f'<td class="num">{step.score:g} / {step.max_score:g}</td></tr>')
     parts.append("</tbody></table>")
     parts += [_step_section(step, ids) for step in report.steps if not step.passed]
-    parts.append(f'<p class="sub">attention-grader {escape(report.grader_version)}, '
+    parts.append(f'<p class="sub">attention-grader {html_text(report.grader_version)}, '
                  f"{report.seconds:.1f} s</p>")
     return parts
 
 
 def _step_section(step: StepResult, ids: str = "") -> str:
-    parts = [f'<section class="step" id="{ids}{escape(step.id)}">',
-             f"<h2><code>{escape(step.id)}</code>: {escape(step.title)} "
+    parts = [f'<section class="step" id="{ids}{html_text(step.id)}">',
+             f"<h2><code>{html_text(step.id)}</code>: {html_text(step.title)} "
              f'<span class="badge {step.status}">{LABELS[step.status]}</span></h2>']
     if step.mistake:
-        parts.append(f'<p class="mistake">Recognised mistake: <strong>{escape(step.mistake)}'
+        parts.append(f'<p class="mistake">Recognised mistake: <strong>{html_text(step.mistake)}'
                      "</strong></p>")
-    parts.append(f"<pre>{escape(step.feedback)}</pre>")
+    parts.append(f"<pre>{html_text(step.feedback)}</pre>")
     if step.checks:
         parts.append('<ul class="checks">')
         for check in step.checks:
             mark, cls = ("✔", "ok") if check.passed else ("✘", "no")
-            parts.append(f'<li class="{cls}">{mark} <strong>{escape(check.name)}</strong> '
-                         f"({check.score:g} / {check.max_score:g}): {escape(check.message)}</li>")
+            parts.append(f'<li class="{cls}">{mark} <strong>{html_text(check.name)}</strong> '
+                         f"({check.score:g} / {check.max_score:g}): {html_text(check.message)}</li>")
         parts.append("</ul>")
     if step.hints and step.status in ("failed", "error") and not step.mistake:
-        parts.append(f"<p><em>Hint:</em> {escape(step.hints[0])}</p>")
+        parts.append(f"<p><em>Hint:</em> {html_text(step.hints[0])}</p>")
     parts.append("</section>")
     return "\n".join(parts)

@@ -19,23 +19,20 @@ junit-10.xsd, the schema pytest's own JUnit XML follows (no `skipped` on `<tests
 skipped/error/failure/system-out/system-err in a testcase); `file` and `line` say where each step's
 function or class is defined (line 1 of a notebook), for reporters that place annotations by file.
 Built with ElementTree, which escapes text
-and attributes; characters XML 1.0 cannot hold at all (control characters a submission printed)
-are replaced by U+FFFD first.
+and attributes; every string passes through `grader.safe_text.xml_text` first, which replaces the
+characters XML 1.0 cannot hold at all (control characters a submission printed) by U+FFFD.
 """
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 
 from ..models import Report, StepResult
+from ..safe_text import xml_text
 
 FAILURES = ("failed", "missing")
 ERRORS = ("error", "timeout")
 SKIPPED = ("not_implemented",)
-
-# Not allowed anywhere in an XML 1.0 document, not even escaped.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def render_junit(report: Report, *, submission: str | None = None, **_) -> str:
@@ -55,14 +52,14 @@ def render_junit(report: Report, *, submission: str | None = None, **_) -> str:
     for name, value in (("submission", report.submission), ("score", f"{report.score:g}"),
                         ("max_score", f"{report.max_score:g}"), ("rubric", report.rubric),
                         ("grader_version", report.grader_version)):
-        ET.SubElement(properties, "property", {"name": name, "value": _clean(value)})
+        ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
     where = submission or report.submission
     lines = _definition_lines(report, where)
     exercise = report.exercise or _stem(where)
     for step in report.steps:
         suite.append(_testcase(step, where, lines.get(step.id, 1), exercise))
     if report.notes:
-        ET.SubElement(suite, "system-out").text = _clean("\n".join(report.notes))
+        ET.SubElement(suite, "system-out").text = xml_text("\n".join(report.notes))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -91,19 +88,20 @@ def _stem(path: str) -> str:
 
 def _testcase(step: StepResult, submission: str, line: int, exercise: str) -> ET.Element:
     section = step.section.replace(".", "_")  # dots would read as folders to a reporter
-    case = ET.Element("testcase", {"classname": f"{exercise}.section_{section}", "name": step.id,
-                                   "time": _seconds(step.seconds), "file": _clean(submission),
+    case = ET.Element("testcase", {"classname": xml_text(f"{exercise}.section_{section}"),
+                                   "name": xml_text(step.id),
+                                   "time": _seconds(step.seconds), "file": xml_text(submission),
                                    "line": str(line)})
     if step.passed:
         return case
     points = f"{step.score:g}/{step.max_score:g} points"
     first = step.feedback.strip().splitlines()[0] if step.feedback.strip() else step.status
-    message = _clean(f"{step.status.replace('_', ' ')} ({points}): {first}")
+    message = xml_text(f"{step.status.replace('_', ' ')} ({points}): {first}")
     if step.status in SKIPPED:
         ET.SubElement(case, "skipped", {"message": message})
         return case
     tag = "error" if step.status in ERRORS else "failure"
-    ET.SubElement(case, tag, {"message": message, "type": step.status}).text = _clean(
+    ET.SubElement(case, tag, {"message": message, "type": step.status}).text = xml_text(
         _details(step, points))
     return case
 
@@ -119,10 +117,6 @@ def _details(step: StepResult, points: str) -> str:
 
 def _seconds(seconds: float) -> str:
     return f"{seconds:.3f}"
-
-
-def _clean(text: str) -> str:
-    return _NOT_XML.sub("\ufffd", text)
 
 
 __all__ = ["render_junit"]

@@ -6,7 +6,7 @@ import textwrap
 
 from .. import confine
 from ..models import Report, StepResult
-from ..safe_text import printable
+from ..safe_text import terminal
 
 SYMBOLS = {"passed": "✔", "failed": "✘", "error": "✘", "timeout": "⧗", "missing": "?",
            "not_implemented": "·"}
@@ -18,9 +18,9 @@ LABELS = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "timeout": "
 
 def render_text(report: Report, *, colour: bool = False, width: int = 100) -> str:
     paint = _painter(colour)
-    lines = [paint("1", f"attention-grader: {printable(report.submission)}"), ""]
+    lines = [paint("1", f"attention-grader: {terminal(report.submission)}"), ""]
     for note in report.notes:
-        lines.extend(textwrap.wrap(f"note: {printable(note)}", width, subsequent_indent="      "))
+        lines.extend(textwrap.wrap(f"note: {terminal(note)}", width, subsequent_indent="      "))
     if report.notes:
         lines.append("")
     for step in report.steps:
@@ -32,7 +32,7 @@ def render_text(report: Report, *, colour: bool = False, width: int = 100) -> st
     if report.all_passed:
         lines.append(paint("32", "Every step passed. Well done!"))
     if report.sandbox:
-        lines += textwrap.wrap(printable(confine.summary(report.sandbox)), width, subsequent_indent="  ")
+        lines += textwrap.wrap(terminal(confine.summary(report.sandbox)), width, subsequent_indent="  ")
     return "\n".join(lines) + "\n"
 
 
@@ -43,7 +43,7 @@ def _step_lines(step: StepResult, paint, width: int) -> list[str]:
     if step.passed:
         return [head]
     lines = [head]
-    for paragraph in printable(step.feedback, 20_000).splitlines():
+    for paragraph in terminal(step.feedback, 20_000).splitlines():
         lines.extend(textwrap.wrap(paragraph, width, initial_indent="      ",
                                    subsequent_indent="        ") or [""])
     if step.hints and step.status in ("failed", "error") and not step.mistake:
