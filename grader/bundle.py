@@ -149,6 +149,7 @@ def _expected_record(step: Step, expected) -> dict:
     # a course fixture (a stand-in model) travels as its name and init; the stored request carries
     # its source for the worker
     record["args"] = [_as_fixture_marker(a) for a in expected.args]
+    record["arg_names"] = list(expected.arg_names)
     if step.kind == "procedure":
         record["args"] = []  # reference modules; the stored request carries their weights
         if expected.output is not None:
@@ -263,7 +264,7 @@ class StoredAnswers:
         fields["look_ahead"] = [tuple(t) for t in fields["look_ahead"]]
         fields["batch_items"] = [tuple(t) for t in fields["batch_items"]]
         fields["repeats"] = [tuple(t) for t in fields["repeats"]]
-        return Expected(case, **fields)
+        return Expected(case, **fields, arg_names=tuple(record.get("arg_names", ())))
 
 
 class _StoredDiagnoser:

@@ -47,7 +47,7 @@ class Expected:
     """What the reference does on one case, kept in the grader's process."""
 
     case: Case
-    args: list[Any]  # the materialised call/constructor arguments, in signature order
+    args: list[Any]  # the materialised call/constructor arguments given, in signature order
     output: Any = None  # function: the return value; class: a list, one output per input
     inputs: list[torch.Tensor] = field(default_factory=list)
     parameters: dict[str, torch.Tensor] = field(default_factory=dict)  # seeded init
@@ -57,6 +57,7 @@ class Expected:
     raised_message: str = ""  # the first line of its message (a known mistake's, for diagnosis)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # loaded before forward
     replays: list[list[torch.Tensor]] = field(default_factory=list)  # per input, per submodule
+    arg_names: tuple[str, ...] = ()  # the names of `args` (a case may leave out any of them)
     # probes: (input index, probe input index, last position that must not change) for look-ahead;
     # (input index, batch item, probe input index) for batch consistency
     look_ahead: list[tuple[int, int, int]] = field(default_factory=list)
@@ -243,14 +244,12 @@ class Preparer:
             raise RubricError(self.rubric.path, where, f"no reference class {name!r}")
         return cls(**init)
 
-    def arguments(self, step: Step, case: Case, generator, where) -> list[Any]:
-        """The case's arguments in signature order, stopping at the first one not given."""
-        args = []
-        for name in step.arg_names:
-            if name not in case.args:
-                break
-            args.append(self.materialize(case.args[name], generator, f"{where}.args.{name}"))
-        return args
+    def arguments(self, step: Step, case: Case, generator, where) -> tuple[list[Any], tuple[str, ...]]:
+        """The arguments the case gives, in signature order, and their names: a case may leave out
+        any argument (the callee's default applies), not only the last ones."""
+        names = tuple(name for name in step.arg_names if name in case.args)
+        args = [self.materialize(case.args[name], generator, f"{where}.args.{name}") for name in names]
+        return args, names
 
     # ------------------------------------------------------------------ expectations
 
@@ -263,16 +262,16 @@ class Preparer:
         self.scope = {}
         for name, spec in case.let.items():
             self.scope[name] = self.materialize(spec, generator, f"{where}.let.{name}")
-        args = self.arguments(step, case, generator, where)
-        expected = Expected(case, args)
+        args, names = self.arguments(step, case, generator, where)
+        expected = Expected(case, args, arg_names=names)
         try:
             if step.kind == "function":
                 with torch.no_grad():
-                    expected.output = target(*_fresh(args))
+                    expected.output = call(target, step, names, _fresh(args))
             elif step.kind == "procedure":
                 fresh = [copy.deepcopy(a) for a in args]
                 with torch.no_grad():
-                    target(*fresh)
+                    call(target, step, names, fresh)
                 expected.output = [dict(m.named_parameters()) for m in fresh]
             else:
                 self.expect_module(step, case, target, args, expected, generator, where, replays)
@@ -295,7 +294,7 @@ class Preparer:
         stand-ins the student's module gets (the reference's), for a mistake's answer."""
         seed_cpu(case.seed)
         with torch.device("meta") if meta_build(step, case) else contextlib.nullcontext():
-            module = target(*args)  # on the meta device: shapes only, no memory (GPT-2 sized)
+            module = call(target, step, expected.arg_names, args)  # meta: shapes only, no memory
         expected.parameters = {n: p.detach().clone() for n, p in module.named_parameters()}
         expected.buffers = {n: tuple(b.shape) for n, b in module.named_buffers()}
         for name in step.attributes:
@@ -463,7 +462,8 @@ class Preparer:
             ]
             return request
         request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
-        request["arg_names"] = list(step.arg_names)  # passed by keyword where the names fit
+        request["arg_names"] = list(expected.arg_names)  # passed by keyword where the names fit
+        request["positional"] = positional_count(step, expected.arg_names)
         if step.kind in ("class", "factory") and expected.raised is None:
             request["attributes"] = list(step.attributes)
             request["send_parameters"] = any(c.check == "init" for c in step.checks)
@@ -480,6 +480,22 @@ class Preparer:
                 if case.replay:
                     request["replay"] = {"paths": list(case.replay), "outputs": expected.replays}
         return request
+
+
+def positional_count(step: Step, names: tuple[str, ...]) -> int:
+    """How many of the given arguments can be passed by position: those before the first argument
+    of the signature that the case leaves out. The rest go by name, on both sides."""
+    count = 0
+    while count < len(names) and names[count] == step.arg_names[count]:
+        count += 1
+    return count
+
+
+def call(target, step: Step, names: tuple[str, ...], args: list[Any]):
+    """`target` called with a case's arguments as the worker calls the student's: by position up to
+    the first argument the case leaves out, by name after it."""
+    count = positional_count(step, names)
+    return target(*args[:count], **dict(zip(names[count:], args[count:])))
 
 
 def meta_build(step: Step, case: Case) -> bool:

@@ -208,7 +208,9 @@ class Worker:
         kwargs = dict(case.get("kwargs", {}))
         if len(names) == len(args) and self.by_keyword(fn, names):
             return fn(**dict(zip(names, args)), **kwargs)
-        return fn(*args, **kwargs)
+        # by position up to the first argument the case leaves out, by name after it
+        count = min(case.get("positional", len(args)), len(args))
+        return fn(*args[:count], **dict(zip(names[count:], args[count:])), **kwargs)
 
     def fixture(self, marker: dict):
         """A course fixture (e.g. a stand-in language model), built here from the course's fixtures
