@@ -163,7 +163,7 @@ def _bound(session: Session, prepared, reply: Answered, diagnoser=None):
         return prepared, reply
     probe = {"op": "probe", "target": step.id, "cases": [
         {**{k: v for k, v in prepared.request["cases"][i].items()
-            if k in ("seed", "args", "arg_names", "kwargs", "mode")},
+            if k in ("seed", "args", "arg_names", "positional", "kwargs", "mode")},
          "input": prepared.expected[i].inputs[0].clone(),
          "candidates": [b.apply(prepared.expected[i].weights) for b in found]}
         for i, found in unbound]}
