@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (before pytester's run, which would import it a second time)
 from conftest import RUBRIC, SOLUTIONS, assert_junit_10
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -27,6 +28,8 @@ from grader.report.html import render_html
 from grader.report.junit import render_junit
 from grader.report.markdown import render_markdown
 from grader.report.text import render_text
+
+pytest_plugins = ["pytester"]
 
 # A file name can hold anything but a slash and NUL: an OSC 52 (writes the clipboard), an erase
 # line and a carriage return, a C1 CSI, HTML, a Markdown link, fence and table pipe, a bidi override.
@@ -234,6 +237,17 @@ def test_annotations_of_a_hostile_file_name_are_one_inert_line_each(graded):
             assert "\n" not in command and "\r" not in command
             assert_terminal_safe(command)
             assert command.startswith("::error file=")
+
+
+def test_the_pytest_plugin_prints_a_hostile_failure_as_text(pytester, tmp_path):
+    submission = tmp_path / "hostile.py"  # pytest prints the path it is given as it is
+    submission.write_text(hostile_source())
+    result = pytester.runpytest("--attention-submission", str(submission), "-k", "softmax_naive",
+                                "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, deselected=18)
+    printed = "\n".join(result.outlines + result.errlines)
+    assert "alert(4)" in printed
+    assert_terminal_safe(printed)
 
 
 # Each destination's function, on any text.
