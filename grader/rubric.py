@@ -154,6 +154,23 @@ class Rubric:
         raise KeyError(f"no step {step_id!r} in the rubric; the steps are: {known}")
 
 
+# The case keys that only some kinds of step use: (those kinds, what the key does). A key given to
+# another kind would be taken and do nothing, so loading the rubric refuses it.
+CASE_KEY_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "inputs": (("class",), "it is what forward runs on"),
+    "weights": (("class",), "it loads weights into the module before forward"),
+    "mode": (("class",), "it puts the module in train or eval mode before forward"),
+    "replay": (("class",), "it stands in for submodules while forward runs"),
+    "probes": (("class",), "it derives extra inputs for forward"),
+    "train_calls": (("class",), "it calls forward again in train mode"),
+    "gradients": (("class",), "it sends a gradient back through forward"),
+    "time_dim": (("class",), "it tells the look-ahead probe which dimension is time"),
+    "token_range": (("class",), "it tells the look-ahead probe which token ids to draw"),
+    "meta": (("class", "factory"), "it builds the module on the meta device"),
+    "raises": (("function", "class", "factory"), "it expects the call to raise"),
+}
+
+
 def signature_names(signature: str) -> tuple[str, ...]:
     """The argument names of `name(a, b, c=1)`: ("a", "b", "c")."""
     inside = signature[signature.index("(") + 1 : signature.rindex(")")]
@@ -445,6 +462,11 @@ class _Validator:
             "probes": False, "train_calls": False, "gradients": False, "time_dim": False,
             "token_range": False, "meta": False,
         })
+        for key in data:
+            if key in CASE_KEY_KINDS and kind not in CASE_KEY_KINDS[key][0]:
+                kinds, use = CASE_KEY_KINDS[key]
+                self.fail(f"{key_path}.{key}", f"means nothing in a case of a {kind} step: {use}, "
+                          f"which only a {' or '.join(kinds)} step does; remove it")
         args = self.typed(data, "args", key_path, dict, "a mapping of argument names to values", {})
         for name in args:
             if name not in names:
@@ -456,8 +478,6 @@ class _Validator:
         if mode not in ("eval", "train"):
             self.fail(f"{key_path}.mode", f"expected eval or train, got {mode!r}")
         inputs = self.typed(data, "inputs", key_path, list, "a list of tensor specs", [])
-        if inputs and kind != "class":
-            self.fail(f"{key_path}.inputs", "only class steps run forward on inputs")
         probes = self.strings(data, "probes", key_path)
         for probe in probes:
             if probe not in PROBES:
@@ -471,7 +491,7 @@ class _Validator:
             self.fail(f"{key_path}.token_range", f"expected [low, high] integers, low < high, got "
                       f"{token_range!r}")
         meta = self.typed(data, "meta", key_path, bool, "true or false", False)
-        if meta and (inputs or weights or data.get("raises") or kind not in ("class", "factory")):
+        if meta and (inputs or weights or data.get("raises")):
             self.fail(f"{key_path}.meta", "only a case that builds a module for its structure (no "
                       "inputs, weights or raises) is built on the meta device")
         if (time_dim is not None or token_range is not None) and "look_ahead" not in probes:

@@ -128,3 +128,33 @@ def test_a_dotted_attribute_is_compared_through_the_path(rubric):
     module = load_reference(rubric.reference).MultiHeadAttention(4, 4, 6, 0.1, num_heads=2)
     assert _attribute(module, "dropout.p") == 0.1
     assert _attribute(module, "out_proj.in_features") == 4
+
+
+def _first_step_of_kind(data: dict, kind: str) -> int:
+    return next(i for i, step in enumerate(data["steps"]) if step["kind"] == kind)
+
+
+# What each case key does is read from the grader's requests: a function's or a procedure's call has
+# no forward, so nothing in it can stand in for submodules, load weights, or probe a forward's inputs.
+FORWARD_KEYS = {"inputs": [{"randn": [2, 6, 3]}], "weights": "random", "mode": "train",
+                "replay": "heads", "probes": ["batch"], "train_calls": 2, "gradients": True}
+
+
+@pytest.mark.parametrize("kind", ["function", "procedure", "factory"])
+@pytest.mark.parametrize("key", sorted(FORWARD_KEYS))
+def test_a_case_key_that_means_nothing_for_its_kind_is_a_rubric_error(tmp_path, kind, key):
+    def edit(data):
+        index = _first_step_of_kind(data, kind)
+        data["steps"][index]["cases"][0][key] = FORWARD_KEYS[key]
+        edit.index = index
+    message = error_for(tmp_path, edit)
+    assert f": steps[{edit.index}].cases[0].{key}: means nothing in a case of a {kind} step" in message
+    assert "which only a class step does; remove it" in message
+
+
+def test_a_procedure_case_cannot_expect_a_raise(tmp_path):
+    def edit(data):
+        edit.index = _first_step_of_kind(data, "procedure")
+        data["steps"][edit.index]["cases"][0]["raises"] = "ValueError"
+    message = error_for(tmp_path, edit)
+    assert f"steps[{edit.index}].cases[0].raises: means nothing in a case of a procedure step" in message
