@@ -37,6 +37,7 @@ import torch.nn as nn
 from . import shells
 from .errors import RubricError
 from .pyparse import LOCK as PARSE_LOCK
+from .quiet import course_code
 from .rubric import Case, Rubric, Step
 
 _RANDOM = {"randn": torch.randn, "rand": torch.rand}
@@ -102,7 +103,8 @@ def load_reference(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    with course_code():
+        spec.loader.exec_module(module)
     return module
 
 
@@ -228,7 +230,8 @@ class Preparer:
         namespace: dict[str, Any] = {"__name__": "course_fixtures"}
         with PARSE_LOCK:
             code = compile(source, str(path), "exec")
-        exec(code, namespace)  # noqa: S102 - the course's own file
+        with course_code():
+            exec(code, namespace)  # noqa: S102 - the course's own file
         if not isinstance(namespace.get(class_name), type):
             raise RubricError(self.rubric.path, where, f"{path} defines no class {class_name!r}")
         if not isinstance(init, dict):
@@ -256,7 +259,12 @@ class Preparer:
     def expect(self, step: Step, case: Case, target, where: str, *, tolerant: bool = False,
                replays: list | None = None) -> Expected:
         """What `target` (the reference, or with `tolerant` a known mistake, which may raise)
-        gives on this case."""
+        gives on this case; what it prints reaches nobody (grader.quiet)."""
+        with course_code():
+            return self._expect(step, case, target, where, tolerant=tolerant, replays=replays)
+
+    def _expect(self, step: Step, case: Case, target, where: str, *, tolerant: bool,
+                replays: list | None) -> Expected:
         generator = torch.Generator().manual_seed(case.seed)
         seed_cpu(case.seed)
         self.scope = {}

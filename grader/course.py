@@ -40,6 +40,7 @@ from .checks import (  # the helpers a course check uses; importing it declares 
     shape_text,
 )
 from .errors import RubricError
+from .quiet import course_code
 from .registry import EVIDENCE, KINDS, REGISTRY, CheckSpec
 
 _PENDING: list[tuple[CheckSpec, Callable]] = []  # filled while a checks file is imported
@@ -72,7 +73,8 @@ def load_checks(path: Path, where: str) -> tuple[str, ...]:
     module = importlib.util.module_from_spec(spec)
     try:
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        with course_code():
+            spec.loader.exec_module(module)
     except Exception as exc:
         raise RubricError(where, "course_checks", f"{path} raised {type(exc).__name__}: {exc}") from None
     found, _PENDING[:] = list(_PENDING), []

@@ -34,6 +34,7 @@ from pathlib import Path
 from .cases import Expected, Preparer
 from .checks import Outcome, absent_parameter, run_checks
 from .errors import RubricError
+from .quiet import course_code
 from .registry import REGISTRY
 from .replies import Raised
 from .rubric import Rubric, Step
@@ -199,7 +200,8 @@ def load_mistakes(rubric: Rubric) -> dict:
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        with course_code():
+            spec.loader.exec_module(module)
     known = getattr(module, "MISTAKES", None)
     if not isinstance(known, dict):
         raise RubricError(rubric.path, "mistakes", f"{path} defines no MISTAKES mapping")
