@@ -274,11 +274,11 @@ class Preparer:
         expected = Expected(case, args, arg_names=names)
         try:
             if step.kind == "function":
-                with torch.no_grad():
+                with autograd(step):
                     expected.output = call(target, step, names, _fresh(args))
             elif step.kind == "procedure":
                 fresh = [copy.deepcopy(a) for a in args]
-                with torch.no_grad():
+                with autograd(step):
                     call(target, step, names, fresh)
                 expected.output = [dict(m.named_parameters()) for m in fresh]
             else:
@@ -288,7 +288,8 @@ class Preparer:
         except Exception as exc:
             if not case.raises and not tolerant:
                 raise RubricError(self.rubric.path, where,
-                                  f"the reference raised {type(exc).__name__}: {exc}") from None
+                                  f"the reference raised {type(exc).__name__}: {exc}"
+                                  + _grad_advice(step, exc)) from None
             expected.raised = type(exc).__name__
             expected.raised_message = (str(exc).strip().splitlines() or [""])[0]
         if case.raises and expected.raised is None and not tolerant:
@@ -470,6 +471,8 @@ class Preparer:
             ]
             return request
         request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
+        if step.grad:
+            request["grad"] = True  # the worker calls it with autograd on, as the reference was
         request["arg_names"] = list(expected.arg_names)  # passed by keyword where the names fit
         request["positional"] = positional_count(step, expected.arg_names)
         if step.kind in ("class", "factory") and expected.raised is None:
@@ -488,6 +491,19 @@ class Preparer:
                 if case.replay:
                     request["replay"] = {"paths": list(case.replay), "outputs": expected.replays}
         return request
+
+
+def autograd(step: Step):
+    """How a function or procedure step runs, on both sides: under torch.no_grad(), unless its
+    rubric says `grad: true` (code that trains calls backward())."""
+    return contextlib.nullcontext() if step.grad else torch.no_grad()
+
+
+def _grad_advice(step: Step, exc: Exception) -> str:
+    if step.grad or step.kind not in ("function", "procedure") or "grad" not in str(exc):
+        return ""
+    return (f"; a {step.kind} step runs under torch.no_grad() unless the step says `grad: true`, "
+            "which code that calls backward() needs")
 
 
 def positional_count(step: Step, names: tuple[str, ...]) -> int:

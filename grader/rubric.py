@@ -111,6 +111,7 @@ class Step:
     reference: str = ""  # the reference name, when it differs from the id
     mistakes: tuple[str, ...] = ()  # known mistakes to recognise when the step fails
     hint_rules: tuple[Hint, ...] = ()  # the hints with when each fits; empty: all untagged
+    grad: bool = False  # a function or procedure that trains (calls backward): run with autograd on
 
     @property
     def tagged_hints(self) -> tuple[Hint, ...]:
@@ -361,7 +362,7 @@ class _Validator:
             "points": True, "cases": True, "checks": True, "hints": False, "atol": False,
             "rtol": False, "timeout": False, "parameters": False, "attributes": False,
             "shells": False, "reference": False, "memory_mb": False, "cpu_seconds": False,
-            "mistakes": False,
+            "mistakes": False, "grad": False,
         })
         step_id = self.text(data, "id", key_path)
         if not _ID.match(step_id):
@@ -402,6 +403,11 @@ class _Validator:
                 self.fail(f"{key_path}.parameters.{name}", "expected a list of dimension names")
         mistakes = self.strings(data, "mistakes", key_path)
         hints = self.hints(data, key_path, [c.check for c in checks], mistakes)
+        grad = self.typed(data, "grad", key_path, bool, "true or false", False)
+        if grad and kind not in ("function", "procedure"):
+            self.fail(f"{key_path}.grad", f"means nothing for a {kind} step: a module's forward already "
+                      "runs with autograd where a check needs gradients (gradients_flow); `grad: true` "
+                      "is for a function or procedure that calls backward()")
         return Step(
             id=step_id,
             title=self.text(data, "title", key_path),
@@ -423,6 +429,7 @@ class _Validator:
             reference=self.text(data, "reference", key_path, ""),
             mistakes=mistakes,
             hint_rules=hints,
+            grad=grad,
         )
 
     def hints(self, data: dict, key_path: str, checks: list[str], mistakes: tuple[str, ...]

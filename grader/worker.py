@@ -196,7 +196,10 @@ class Worker:
         return {"missing": False, "results": results}
 
     def call_function(self, fn, case: dict) -> dict:
-        with self.torch.no_grad():
+        import contextlib
+
+        # under no_grad unless the step trains (`grad: true` in the rubric), as the reference ran
+        with contextlib.nullcontext() if case.get("grad") is True else self.torch.no_grad():
             output = self.invoke(fn, case)
         return {"output": self.plain(output)}
 
