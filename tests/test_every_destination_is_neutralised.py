@@ -13,7 +13,6 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import torch  # noqa: F401  (before pytester's run, which would import it a second time)
@@ -136,7 +135,7 @@ def reports(graded):
     return [row.report for row in graded[2] if row.report is not None]
 
 
-def test_grade_prints_hostile_archive_entry_names_without_their_escapes(graded):
+def test_archive_entries_named_with_escape_sequences_are_printed_by_grade_as_text(graded):
     _, stderr, _ = graded
     assert "a second entry with this name" in stderr and "escapes the archive" in stderr
     assert_terminal_safe(stderr)
@@ -144,7 +143,7 @@ def test_grade_prints_hostile_archive_entry_names_without_their_escapes(graded):
         assert line.startswith(("attention-grader: ", "graded ")) or not line.strip(), line
 
 
-def test_export_prints_roster_mismatches_named_by_students_without_their_escapes(graded, tmp_path):
+def test_a_student_named_with_escape_sequences_is_printed_by_export_as_text(graded, tmp_path):
     out, _, _ = graded
     roster = tmp_path / "roster.csv"
     roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section\n"
@@ -161,7 +160,8 @@ def test_export_prints_roster_mismatches_named_by_students_without_their_escapes
         assert line.startswith("attention-grader: "), line
 
 
-def test_check_under_github_actions_keeps_every_output_inert(tmp_path, monkeypatch, capsys):
+def test_a_file_named_with_html_and_escapes_is_inert_in_every_output_of_check_in_ci(tmp_path, monkeypatch,
+                                                                                     capsys):
     submission = tmp_path / f"{HOSTILE_NAME}.py"
     submission.write_text(hostile_source())
     summary, junit = tmp_path / "summary.md", tmp_path / "junit.xml"
@@ -181,7 +181,7 @@ def test_check_under_github_actions_keeps_every_output_inert(tmp_path, monkeypat
     assert_junit_10(assert_xml_safe(junit.read_text()))
 
 
-def test_feedback_and_summary_markdown_render_no_student_html_links_or_cells(graded):
+def test_html_links_and_pipes_in_names_and_exceptions_render_as_text_in_markdown(graded):
     out, _, _ = graded
     documents = [*sorted((out / "feedback").glob("*.md")), out / "summary.md"]
     assert len(documents) >= 4
@@ -190,7 +190,7 @@ def test_feedback_and_summary_markdown_render_no_student_html_links_or_cells(gra
     assert "alert(1)" in (out / "summary.md").read_text()  # the names are there, as text
 
 
-def test_feedback_and_summary_html_hold_no_tag_the_student_wrote(graded):
+def test_a_tag_in_a_name_or_an_exception_is_text_in_the_html_reports(graded):
     out, _, _ = graded
     documents = [*sorted((out / "feedback").glob("*.html")), out / "summary.html"]
     for path in documents:
@@ -198,7 +198,7 @@ def test_feedback_and_summary_html_hold_no_tag_the_student_wrote(graded):
     assert "&lt;img src=x onerror=alert(1)&gt;" in (out / "summary.html").read_text()
 
 
-def test_grades_csv_cells_are_text_without_controls(graded):
+def test_a_name_with_controls_is_a_plain_cell_of_grades_csv(graded):
     out, _, _ = graded
     rows = list(csv.reader(io.StringIO((out / "grades.csv").read_text())))
     for cell in (cell for row in rows[1:] for cell in row):
@@ -206,14 +206,14 @@ def test_grades_csv_cells_are_text_without_controls(graded):
         assert_terminal_safe(cell)
 
 
-def test_results_jsonl_is_json_with_no_raw_control_character(graded):
+def test_escape_sequences_reach_results_jsonl_only_as_json_escapes(graded):
     out, _, _ = graded
     text = (out / "results.jsonl").read_text()
     assert_terminal_safe(text)
     assert [json.loads(line) for line in text.splitlines()]
 
 
-def test_each_report_format_of_the_class_is_inert(graded):
+def test_every_report_format_of_a_hostile_submission_is_inert(graded):
     for report in reports(graded):
         assert_terminal_safe(render_text(report))
         assert_markdown_safe(render_markdown(report))
@@ -222,7 +222,7 @@ def test_each_report_format_of_the_class_is_inert(graded):
         assert_terminal_safe(report.to_json())
 
 
-def test_gradescope_results_show_as_plain_text_without_controls(graded):
+def test_gradescope_shows_a_hostile_submissions_results_as_plain_text(graded):
     for report in reports(graded):
         made = results(report)
         assert made["output_format"] == made["test_output_format"] == "text"
@@ -231,7 +231,7 @@ def test_gradescope_results_show_as_plain_text_without_controls(graded):
             assert_terminal_safe(text)
 
 
-def test_annotations_of_a_hostile_file_name_are_one_inert_line_each(graded):
+def test_a_file_named_with_escapes_gets_one_inert_annotation_line_per_step(graded):
     for report in reports(graded):
         for command in ci.annotations(report, report.submission):
             assert "\n" not in command and "\r" not in command
@@ -251,7 +251,7 @@ ROSTERS = {  # each platform's roster with a student whose name is a formula (st
 
 
 @pytest.mark.parametrize("platform", sorted(ROSTERS))
-def test_an_import_file_writes_a_name_that_is_a_formula_as_text(tmp_path, platform):
+def test_a_display_name_that_is_a_formula_is_text_in_the_import_file(tmp_path, platform):
     from grader.batch.lms import export
     from grader.models import Report
 
@@ -265,7 +265,7 @@ def test_an_import_file_writes_a_name_that_is_a_formula_as_text(tmp_path, platfo
     assert names and all(not cell.startswith(("=", "+", "-", "@")) for cell in names), written
 
 
-def test_the_pytest_plugin_prints_a_hostile_failure_as_text(pytester, tmp_path):
+def test_an_exception_with_escapes_and_a_bidi_override_is_text_in_pytest_output(pytester, tmp_path):
     submission = tmp_path / "hostile.py"  # pytest prints the path it is given as it is
     submission.write_text(hostile_source())
     result = pytester.runpytest("--attention-submission", str(submission), "-k", "softmax_naive",
