@@ -141,6 +141,8 @@ class Worker:
         the chunks after it do not run (each gets an `out_of_time` error).
         """
         self.namespace = {"__name__": request["module_name"], "__builtins__": builtins}
+        if request["module_name"] != "__main__":  # a .py runs as an imported module: it has a __file__
+            self.namespace["__file__"] = self.own_copy(request["chunks"])
         errors = []
         deadline = time.monotonic() + request["timeout"]
         for chunk in request["chunks"]:
@@ -161,6 +163,22 @@ class Worker:
                                "filename": filename})
         defined = sorted(name for name in self.namespace if not name.startswith("__"))
         return {"errors": errors, "defined": defined}
+
+    @staticmethod
+    def own_copy(chunks: list) -> str:
+        """The .py file's path in the worker's folder, where a copy of it is written, as an imported
+        module's `__file__` names its file: `Path(__file__).parent` is a folder the code may read,
+        and `Path(__file__).read_text()` its own source. The copy sits in a folder whose name is no
+        Python name (`handed-in/`), so it never shadows a module the worker imports later."""
+        name = os.path.basename(chunks[0]["filename"]) if chunks else ""
+        path = os.path.join(os.getcwd(), "handed-in", name or "submission.py")
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "x", encoding="utf-8") as copy:
+                copy.write("".join(chunk["code"] for chunk in chunks))
+        except OSError:  # already there (a fresh worker of the same submission), or no room
+            pass
+        return path
 
     def out_of_time(self, label: str, seconds: float) -> dict:
         return {"type": "Timeout", "message": f"not run: the code had used up its {seconds:g} s",
@@ -196,8 +214,6 @@ class Worker:
         return {"missing": False, "results": results}
 
     def call_function(self, fn, case: dict) -> dict:
-        import contextlib
-
         # under no_grad unless the step trains (`grad: true` in the rubric), as the reference ran
         with contextlib.nullcontext() if case.get("grad") is True else self.torch.no_grad():
             output = self.invoke(fn, case)
