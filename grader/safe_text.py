@@ -12,7 +12,7 @@ place that prints or writes such text passes it through the one function here fo
     markdown_fence(text)      a fenced block of Markdown that the text cannot close early
     html_text(text)           HTML text or a quoted attribute value: escaped, no control characters
     xml_text(text)            text or an attribute for ElementTree (which escapes): nothing XML 1.0
-                              forbids, no control characters
+                              forbids, no control characters, no bidirectional overrides
     csv_cell(text)            a spreadsheet cell that is shown as text, never run as a formula
     workflow_data(text)       a GitHub Actions workflow command's message (`::error ...::HERE`)
     workflow_property(text)   a workflow command's property value (`file=HERE,title=HERE`)
@@ -87,7 +87,8 @@ def html_text(text: str, limit: int | None = None) -> str:
 
 def xml_text(text: str, limit: int | None = None) -> str:
     """Text for an XML element or attribute built with ElementTree (which escapes `< > & "`):
-    without the characters XML 1.0 forbids even escaped, nor the other control characters."""
+    without the characters XML 1.0 forbids even escaped, nor the other control characters and
+    bidirectional overrides (a CI log or a terminal shows the file as it is)."""
     return _bounded(_NOT_XML.sub(REPLACEMENT, _BIDI.sub(REPLACEMENT, text)), limit)
 
 
