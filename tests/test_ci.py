@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import yaml
@@ -215,3 +216,14 @@ def test_junit_follows_the_junit_10_schema(example_report, tmp_path):
     lines = (tmp_path / "attention.py").read_text().splitlines()
     case = next(c for c in root.iter("testcase") if c.get("name") == "attention_weights")
     assert lines[int(case.get("line")) - 1].startswith("def attention_weights(")
+
+
+def test_the_example_workflow_passes_zizmors_audit():
+    """zizmor, the workflow auditor, offline (no GitHub API): actions pinned to commits, no token
+    left in the clone, no template injection, least permissions."""
+    zizmor = Path(sys.executable).with_name("zizmor")
+    assert zizmor.exists(), "zizmor is a test dependency: pip install -e '.[test]'"
+    ran = subprocess.run([str(zizmor), "--offline", "--no-progress", str(WORKFLOW)],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "No findings to report" in ran.stdout + ran.stderr
