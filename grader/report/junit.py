@@ -1,11 +1,12 @@
 """The JUnit XML report: one `<testcase>` per step, for CI test reporters (GitHub, GitLab, Jenkins).
 
     <testsuites name="attention-grader" tests="19" failures="2" errors="0" time="2.3">
-      <testsuite name="attention-grader" tests="19" failures="2" errors="0" skipped="1" time="2.3">
+      <testsuite name="attention-grader" tests="19" failures="2" errors="0" skipped="1" time="2.3"
+                 file="attention.py">
         <properties>score, max_score, submission, rubric, grader_version</properties>
-        <testcase classname="attention.section_3_3_2" name="attention_weights" time="0.01"
-                  file="attention.py" line="42">
-          <failure message="first line of the feedback" type="failed">the whole feedback</failure>
+        <testcase classname="attention.section_3_3_2" name="attention_weights" time="0.01">
+          <failure message="first line of the feedback" type="failed">the whole feedback,
+            then "defined at: attention.py:42"</failure>
         </testcase>
         ...
         <system-out>the notes about the submission as a whole</system-out>
@@ -15,9 +16,11 @@
 The classname is the exercise's stem (the rubric's `course.exercise`) and the step's section.
 `failed` and `missing` steps are failures, `error` and `timeout` steps are errors (the code raised,
 hung or crashed), `not_implemented` steps are skipped. The elements and attributes are those of
-junit-10.xsd, the schema pytest's own JUnit XML follows (no `skipped` on `<testsuites>`, nothing but
-skipped/error/failure/system-out/system-err in a testcase); `file` and `line` say where each step's
-function or class is defined (line 1 of a notebook), for reporters that place annotations by file.
+junit-10.xsd, Jenkins' schema, which pytest's own JUnit XML follows too, and the tests validate every
+report against it (tests/schemas/): no `skipped` on `<testsuites>`, no `file` or `line` on a
+testcase, nothing but skipped/error/failure/system-out/system-err in one. The submission is the
+suite's `file`; where each step's function or class is defined (line 1 of a notebook) ends its
+failure's text. (Under GitHub Actions, `check` annotates the lines itself: grader.ci.)
 Built with ElementTree, which escapes text
 and attributes; every string passes through `grader.safe_text.xml_text` first, which replaces the
 characters XML 1.0 cannot hold at all (control characters a submission printed) by U+FFFD.
@@ -47,13 +50,14 @@ def render_junit(report: Report, *, submission: str | None = None, **_) -> str:
     }
     root = ET.Element("testsuites", {"name": "attention-grader",
                                      **{k: v for k, v in totals.items() if k != "skipped"}})
-    suite = ET.SubElement(root, "testsuite", {"name": "attention-grader", **totals})
+    where = submission or report.submission
+    suite = ET.SubElement(root, "testsuite", {"name": "attention-grader", **totals,
+                                              "file": xml_text(where)})
     properties = ET.SubElement(suite, "properties")
     for name, value in (("submission", report.submission), ("score", f"{report.score:g}"),
                         ("max_score", f"{report.max_score:g}"), ("rubric", report.rubric),
                         ("grader_version", report.grader_version)):
         ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
-    where = submission or report.submission
     lines = _definition_lines(report, where)
     exercise = report.exercise or _stem(where)
     for step in report.steps:
@@ -89,9 +93,7 @@ def _stem(path: str) -> str:
 def _testcase(step: StepResult, submission: str, line: int, exercise: str) -> ET.Element:
     section = step.section.replace(".", "_")  # dots would read as folders to a reporter
     case = ET.Element("testcase", {"classname": xml_text(f"{exercise}.section_{section}"),
-                                   "name": xml_text(step.id),
-                                   "time": _seconds(step.seconds), "file": xml_text(submission),
-                                   "line": str(line)})
+                                   "name": xml_text(step.id), "time": _seconds(step.seconds)})
     if step.passed:
         return case
     points = f"{step.score:g}/{step.max_score:g} points"
@@ -102,7 +104,7 @@ def _testcase(step: StepResult, submission: str, line: int, exercise: str) -> ET
         return case
     tag = "error" if step.status in ERRORS else "failure"
     ET.SubElement(case, tag, {"message": message, "type": step.status}).text = xml_text(
-        _details(step, points))
+        _details(step, points) + f"\n\ndefined at: {submission}:{line}")
     return case
 
 
