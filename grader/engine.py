@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -83,11 +85,129 @@ def prepare(rubric: Rubric, steps: list[Step]):
     from .diagnose import Diagnoser
 
     preparer = Preparer(rubric, load_reference(rubric.reference))
-    prepared = [preparer.prepare(step) for step in steps]
+    prepared = [predicted(preparer, preparer.prepare(step)) for step in steps]
     diagnoser = Diagnoser(rubric, preparer)
     diagnoser.replays = {(p.step.id, e.case.name): e.replays for p in prepared for e in p.expected
                          if e.replays}
     return prepared, diagnoser
+
+
+PROBE_TOKENS = 3  # tokens of the input a factory's module is run on to confirm it
+
+
+def predicted(preparer, prepared):
+    """A factory step with, on each case it builds for real, what confirms the module: the
+    reference's module given random weights (drawn from the case's seed) and run on an input the
+    grader chose, its output predicted here. The worker gives the student's module the same
+    weights and input (`_bound` binds them by structure where the names differ); the structure
+    and counts the student's process reports earn points only where that output is the
+    reference's (grader.judge). A case built on the meta device (`meta: true`) runs nothing."""
+    from .cases import meta_build
+
+    step = prepared.step
+    if step.kind != "factory":
+        return prepared
+    cases = list(prepared.request["cases"])
+    for index, expected in enumerate(prepared.expected):
+        case = expected.case
+        if case.raises or expected.raised is not None or expected.inputs or meta_build(step, case):
+            continue
+        _predict(preparer, step, expected)
+        cases[index] = {**cases[index], "weights": expected.weights, "mode": "eval",
+                        "inputs": [x.clone() for x in expected.inputs]}
+    return dataclasses.replace(prepared, request={**prepared.request, "cases": cases})
+
+
+def _predict(preparer, step: Step, expected) -> None:
+    """Build the reference's module of one factory case, give it seeded random weights, and
+    record them, the input it runs on and its output in `expected`; a RubricError where no input
+    the grader knows how to make runs it."""
+    import torch
+
+    from .cases import _fresh, call, seed_cpu
+    from .errors import RubricError
+
+    case = expected.case
+    seed_cpu(case.seed)
+    with _constructions(preparer) as built:
+        module = call(getattr(preparer.reference, step.reference_name), step, expected.arg_names,
+                      _fresh(expected.args))
+    generator = torch.Generator().manual_seed(case.seed + 1)
+    scale = preparer.rubric.defaults.weight_scale
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    module.eval()
+    for x in _probe_inputs(module, generator):
+        try:
+            with torch.no_grad():
+                output = module(x)
+        except Exception:  # noqa: BLE001 - not an input this module takes: try the next
+            continue
+        if isinstance(output, torch.Tensor):
+            expected.weights = {n: p.detach().clone() for n, p in module.named_parameters()}
+            expected.inputs, expected.output = [x], [output]
+            # Where in the module the rubric's classes were built, and with what: a known mistake
+            # of one of them gives the prediction it would (grader.judge), so a mistake is
+            # charged to its own step only. Kept on the case's answer, which dies with it.
+            expected.constructions = tuple((path, *built[id(m)]) for path, m in
+                                           module.named_modules() if id(m) in built)
+            return
+    raise RubricError(preparer.rubric.path, f"steps.{step.id}.cases",
+                      f"on case {case.name!r}, the grader found no input that the reference's "
+                      f"{type(module).__name__} takes, to confirm the student's module by running "
+                      "it; build this case on the meta device (`meta: true`) to judge its "
+                      "structure alone")
+
+
+@contextlib.contextmanager
+def _constructions(preparer):
+    """While the block runs, each module of a class that a class step of the rubric grades (and
+    that has known mistakes) records, by its id, that step's id and its constructor's arguments.
+    Only while steps are prepared, before any grading thread runs."""
+    classes = {}
+    for step in preparer.rubric.steps:
+        cls = getattr(preparer.reference, step.reference_name, None)
+        if step.kind == "class" and step.mistakes and isinstance(cls, type):
+            classes[step.id] = cls
+    built: dict[int, tuple] = {}
+    saved = {}
+
+    def recording(step_id, init):
+        def __init__(self, *args, **kwargs):
+            built[id(self)] = (step_id, copy.deepcopy(args), copy.deepcopy(kwargs))
+            init(self, *args, **kwargs)
+        return __init__
+
+    for step_id, cls in classes.items():
+        saved[cls] = cls.__dict__.get("__init__")
+        cls.__init__ = recording(step_id, cls.__init__)
+    try:
+        yield built
+    finally:
+        for cls, init in saved.items():
+            if init is None:
+                del cls.__init__
+            else:
+                cls.__init__ = init
+
+
+def _probe_inputs(module, generator):
+    """Inputs the grader can make for a module, one per layer in the order of its modules: token
+    ids below an embedding's size, or (batch, tokens, in_features) for a linear layer. As many
+    tokens as its largest square buffer (a causal mask) holds, so that code which forgets to
+    slice it to the input still runs; PROBE_TOKENS where it has none."""
+    import torch
+    import torch.nn as nn
+
+    squares = [b.shape[-1] for b in module.buffers() if b.dim() >= 2 and b.shape[-1] == b.shape[-2]]
+    tokens = max(squares, default=PROBE_TOKENS)
+    batch = 2 if tokens <= 16 else 1
+    for layer in module.modules():
+        if isinstance(layer, nn.Embedding):
+            yield torch.randint(0, layer.num_embeddings, (batch, tokens), generator=generator)
+        elif isinstance(layer, nn.Linear):
+            yield torch.randn(batch, tokens, layer.in_features, generator=generator)
 
 
 def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, zygote=None,
@@ -128,7 +248,7 @@ def _graded(session: Session, prepared, diagnoser) -> StepResult:
 
     started = time.monotonic()
     reply = session.run(prepared)
-    if prepared.step.kind == "class" and isinstance(reply, Answered):
+    if prepared.step.kind in ("class", "factory") and isinstance(reply, Answered):
         prepared, reply = _bound(session, prepared, reply, diagnoser)
     context = Context(session.load or session.first_load, session.submission, diagnoser,
                       session.rubric.defaults, step_ids=tuple(s.id for s in session.rubric.steps))

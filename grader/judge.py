@@ -11,12 +11,25 @@ import ast
 import dataclasses
 import difflib
 import re
+import threading
 from dataclasses import dataclass
 
+import torch
+
 from .cases import PreparedStep
-from .checks import Outcome, absent_parameter, call_text, run_checks
-from .models import StepResult
+from .checks import (
+    NOT_JUDGED,
+    Outcome,
+    absent_parameter,
+    call_text,
+    compare,
+    describe_value,
+    run_checks,
+    shape_text,
+)
+from .models import CheckResult, StepResult
 from .pyparse import parse
+from .registry import applies
 from .replies import (
     Answered,
     Built,
@@ -29,6 +42,7 @@ from .replies import (
     NotModule,
     Raised,
     RaisedError,
+    Returned,
     StepReply,
     TimedOut,
 )
@@ -51,10 +65,13 @@ class Context:
 def judge(prepared: PreparedStep, reply: StepReply, context: Context, seconds: float) -> StepResult:
     """The step's result; a failure or an error is matched against the step's known mistakes."""
     step = prepared.step
+    if isinstance(reply, Answered) and len(reply.cases) != len(prepared.expected):
+        reply = Malformed(f"{len(reply.cases)} case results for the {len(prepared.expected)} "
+                          "cases asked for")
     if not isinstance(reply, Answered):
         return _unanswered(step, reply, context, seconds)
     outcomes = [Outcome(e, r) for e, r in zip(prepared.expected, reply.cases)]
-    result = _judge_cases(step, outcomes, seconds)
+    result = _judge_cases(step, outcomes, seconds, prepared.request, context.diagnoser)
     if (context.diagnoser is None or result.status not in ("failed", "error")
             or not step.mistakes):
         return result
@@ -117,10 +134,12 @@ def _unanswered(step: Step, reply: StepReply, context: Context, seconds: float) 
                       "this.", seconds=seconds)
 
 
-def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float) -> StepResult:
+def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float,
+                 request: dict | None = None, diagnoser=None) -> StepResult:
     raised = [(o, o.obtained.error) for o in outcomes if isinstance(o.obtained, Raised)]
     forward = [(o, o.module.forward_error) for o in outcomes
-               if o.module is not None and o.module.forward_error is not None]
+               if o.module is not None and o.module.forward_error is not None
+               and not _explained_elsewhere(step, o, diagnoser)]
     not_implemented = [(o, e) for o, e in raised + forward if e.not_implemented]
     if not_implemented:
         where = not_implemented[0][1].location
@@ -132,7 +151,7 @@ def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float) -> StepRes
         return result_for(step, "timeout", f"On {timeouts[0].title}, `{step.id}` did not finish "
                           f"within {step.timeout:g} s and was stopped; look for an endless loop or "
                           "far too much work.", seconds=seconds)
-    checks = run_checks(step, outcomes)
+    checks = confirmed(step, outcomes, run_checks(step, outcomes), request or {}, diagnoser)
     not_modules = [o for o in outcomes if isinstance(o.obtained, NotModule)]
     if not_modules:
         got = not_modules[0].obtained.type_name
@@ -156,6 +175,241 @@ def _judge_cases(step: Step, outcomes: list[Outcome], seconds: float) -> StepRes
         lines.insert(0, f"On {harness[0].title}, {harness[0].module.harness_error}, so the checks "
                      "of its outputs could not be judged.")
     return result_for(step, "failed", "\n".join(lines) or failed[0].message, checks, seconds=seconds)
+
+
+# ------------------------------------------------------------------------------ confirmed facts
+
+
+def confirmed(step: Step, outcomes: list[Outcome], checks: list[CheckResult], request: dict,
+              diagnoser=None) -> list[CheckResult]:
+    """The checks, each that earned points on what the student's process reported kept only
+    where the grader confirmed it: a factory's module, given the reference's weights, gave the
+    reference's output on the grader's input, or the output a known mistake of a class it is
+    built of would give (its structure and counts are otherwise only what the process said); a
+    refusal, where a valid case built a module that ran (or returned); a
+    procedure, where it changed a parameter the reference's changes. Otherwise 0 points, why."""
+    sent = request.get("cases", [])
+    sent = sent if len(sent) == len(outcomes) else [{}] * len(outcomes)
+    doubts = {id(o): why for o, case in zip(outcomes, sent)
+              if (why := _doubt(step, o, case, diagnoser))}
+    refusal = _refusal_doubt(step, outcomes, diagnoser)
+    kept = []
+    for check, result in zip(step.checks, checks):
+        if check.check == "raises":
+            doubt = refusal
+        else:
+            doubt = next((doubts[id(o)] for o in outcomes
+                          if id(o) in doubts and applies(check, o.case)), None)
+        if doubt is None or result.score <= 0 and not result.passed:
+            kept.append(result)
+            continue
+        why, judged = doubt
+        kept.append(dataclasses.replace(result, passed=False, score=0.0, judged=judged,
+                                        message=why if judged else NOT_JUDGED + why))
+    return kept
+
+
+def _doubt(step: Step, outcome: Outcome, sent: dict, diagnoser=None) -> tuple[str, bool] | None:
+    """Why what the student's process reported on this case (sent to it as `sent`) cannot earn
+    points, and whether that is judged (the code did nothing: failed) or not (not confirmed:
+    not judged); None when nothing is in doubt."""
+    if step.kind == "procedure" and isinstance(outcome.obtained, Returned):
+        return _did_nothing(step, outcome, sent.get("shells", []))
+    if step.kind != "factory" or not isinstance(outcome.obtained, Built):
+        return None
+    if not outcome.expected.inputs:  # built on the meta device: nothing runs, nothing to confirm
+        return None
+    why = _prediction_missed(step, outcome, diagnoser)
+    if why is None:
+        return None
+    return (f"on {outcome.title}, the grader could not confirm that the module your code built is "
+            f"the one your code reports: {why}. A factory's structure and counts earn points once "
+            "its module, given the reference's weights, gives the reference's output on the "
+            "grader's input; make its forward right (its class's own step shows how)", False)
+
+
+def _prediction_missed(step: Step, outcome: Outcome, diagnoser=None) -> str | None:
+    """How a built module's forward, on the grader's weights and inputs, missed the reference's
+    outputs; None when it gave them, or a known mistake's (see `_mistaken_outputs`)."""
+    module, expected = outcome.module, outcome.expected
+    if expected.own_weights:
+        return expected.own_weights
+    if module.harness_error:
+        return module.harness_error
+    if module.forward_error is not None:
+        raised = _first_line(module.forward_error.type, module.forward_error.message)
+        if raised in _mistaken_outputs(diagnoser, step, expected):
+            return None  # a known mistake of a class it is built of raises just so
+        return f"its forward raised {module.forward_error.text()}"
+    if module.outputs is None or len(module.outputs) != len(expected.output):
+        return "its forward was not run"
+    missed = _missed(step, expected.output, module.outputs, outcome.case.visible)
+    if missed is None or any(isinstance(predicted, list) and _missed(
+            step, predicted, module.outputs, False) is None
+            for predicted in _mistaken_outputs(diagnoser, step, expected)):
+        return None
+    return missed
+
+
+def _first_line(type_name: str, message: str) -> tuple[str, str]:
+    """An exception as the diagnoser tells exceptions apart: its type and its message's first line."""
+    return type_name, (message.strip().splitlines() or [""])[0]
+
+
+def _missed(step: Step, predicted: list, outputs: tuple, visible: bool) -> str | None:
+    for want, got in zip(predicted, outputs):
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return (f"its forward gave {describe_value(got)} where the reference's gives a tensor "
+                    f"of shape {shape_text(want.shape)}")
+        difference = compare(want, got, step.atol, step.rtol)
+        if difference:
+            return f"its forward's output {difference.text(visible)}"
+    return None
+
+
+_MISTAKEN: dict[int, tuple] = {}  # id(answer) -> (answer, the known mistakes' predictions)
+_MISTAKEN_LOCK = threading.Lock()
+_MAX_MISTAKEN = 256
+
+
+def _mistaken_outputs(diagnoser, step: Step, expected) -> list[list | tuple[str, str]]:
+    """What a factory's module would output (a list, one per input) or raise (`_first_line`), on
+    the grader's weights and input, if one class it is built of (`expected.constructions`,
+    recorded by grader.engine) made one of its step's known mistakes: a mistake in
+    MultiHeadAttention is its own step's, not that of the factory that uses it.
+    Computed once per class, under the diagnoser's lock (building a module draws from torch's
+    global generator, which the diagnoser seeds)."""
+    constructions = getattr(expected, "constructions", ())
+    if not constructions or getattr(diagnoser, "preparer", None) is None or not getattr(
+            diagnoser, "known", None):
+        return []
+    with _MISTAKEN_LOCK:
+        held = _MISTAKEN.get(id(expected))
+        if held is not None and held[0] is expected:
+            return held[1]
+    with getattr(diagnoser, "_lock", None) or threading.Lock():
+        predicted = list(_predictions_with_mistakes(diagnoser, step, expected, constructions))
+    with _MISTAKEN_LOCK:
+        if len(_MISTAKEN) >= _MAX_MISTAKEN:
+            _MISTAKEN.clear()
+        _MISTAKEN[id(expected)] = (expected, predicted)
+    return predicted
+
+
+def _predictions_with_mistakes(diagnoser, step: Step, expected, constructions):
+    """The factory's module rebuilt with each known mistake's class in place of the reference's
+    (one class step's mistakes at a time), given the grader's weights, run on its input."""
+    preparer, known = diagnoser.preparer, diagnoser.known
+    mistakes = {s.id: s.mistakes for s in preparer.rubric.steps}
+    wanted = {name: tuple(w.shape) for name, w in expected.weights.items()}
+    for class_step in dict.fromkeys(step_id for _, step_id, _, _ in constructions):
+        for mistake in mistakes.get(class_step, ()):
+            for variant in known[mistake].implementations.get(class_step, ()):
+                try:
+                    module = _with_variant(preparer, step, expected, constructions, class_step,
+                                           variant)
+                    parameters = dict(module.named_parameters())
+                    if {n: tuple(p.shape) for n, p in parameters.items()} != wanted:
+                        continue  # built otherwise: the structure checks say so
+                    module.eval()
+                    with torch.no_grad():
+                        for name, value in expected.weights.items():
+                            parameters[name].copy_(value)
+                except Exception:  # noqa: BLE001 - a variant that cannot stand in here
+                    continue
+                try:
+                    with torch.no_grad():
+                        yield [module(x) for x in expected.inputs]
+                except Exception as exc:  # noqa: BLE001 - the mistake raises in forward
+                    yield _first_line(type(exc).__name__, str(exc))
+
+
+def _with_variant(preparer, step: Step, expected, constructions, class_step: str, variant):
+    """The reference factory's module with `variant` built in place of each module of
+    `class_step`'s class, from the same constructor arguments."""
+    from .cases import _fresh, call
+
+    module = call(getattr(preparer.reference, step.reference_name), step, expected.arg_names,
+                  _fresh(expected.args))
+    for path, step_id, args, kwargs in constructions:
+        if step_id != class_step:
+            continue
+        if not path:
+            return variant(*args, **kwargs)
+        parent, _, name = path.rpartition(".")
+        module.get_submodule(parent)._modules[name] = variant(*args, **kwargs)
+    return module
+
+
+def _refusal_doubt(step: Step, outcomes: list[Outcome], diagnoser=None
+                   ) -> tuple[str, bool] | None:
+    """Why a refusal shows nothing yet: no valid case gave a result the grader could use (a
+    function's value; a module that built and whose forward ran on the grader's inputs, a
+    factory's confirmed), so the code may refuse everything."""
+    valid = [o for o in outcomes if not o.case.raises]
+    if not valid or any(_gave_result(step, o, diagnoser) for o in valid):
+        return None
+    return ("no valid case gave a result the grader could use (a module that builds and runs "
+            "on the grader's inputs), so refusing invalid arguments shows nothing yet: a refusal "
+            "counts once the code works on valid arguments", False)
+
+
+def _gave_result(step: Step, outcome: Outcome, diagnoser=None) -> bool:
+    obtained = outcome.obtained
+    if isinstance(obtained, Returned):
+        return True
+    if not isinstance(obtained, Built) or not outcome.expected.inputs:
+        return isinstance(obtained, Built)  # a case that runs nothing: it built
+    module = obtained.module
+    if module.outputs is None or module.forward_error is not None or module.harness_error:
+        return False
+    return step.kind != "factory" or _prediction_missed(step, outcome, diagnoser) is None
+
+
+def _did_nothing(step: Step, outcome: Outcome, sent: list[dict]) -> tuple[str, bool] | None:
+    """A procedure whose arguments (the shells `sent`) came back exactly as the grader sent them,
+    in every parameter that the reference's procedure changes: it did nothing to credit."""
+    if not sent or outcome.expected.output is None:
+        return None
+    changed, kept = [], []
+    for name, shell, after, reference in zip(step.arg_names, sent, outcome.obtained.shells,
+                                             outcome.expected.output):
+        before = _shell_parameters(shell["layout"])
+        for parameter, value in before.items():
+            wanted = reference.get(parameter)
+            if wanted is None or torch.equal(wanted.detach(), value):
+                continue  # the reference's leaves it as it was
+            changed.append(f"{name}.{parameter}")
+            got = after.get(parameter)
+            if isinstance(got, torch.Tensor) and got.shape == value.shape and torch.equal(got, value):
+                kept.append(f"{name}.{parameter}")
+    if not changed or kept != changed:
+        return None
+    return (f"on {outcome.title}, `{step.id}` changed nothing: {', '.join(f'`{n}`' for n in kept)} "
+            "came back exactly as the grader passed them in, where the reference's procedure "
+            "changes them; copy the values into them in place (with torch.no_grad(), "
+            "`parameter.copy_(...)`)", True)
+
+
+def _shell_parameters(layout: dict) -> dict[str, torch.Tensor]:
+    """A shell's parameters by name, as the grader sent them (grader.shells.build_shell)."""
+    found = {}
+    for name, spec in layout.items():
+        if "linear" in spec:
+            found[f"{name}.weight"] = spec["linear"]["weight"]
+            if spec["linear"].get("bias") is not None:
+                found[f"{name}.bias"] = spec["linear"]["bias"]
+        elif "parameter" in spec:
+            found[name] = spec["parameter"]
+    return found
+
+
+def _explained_elsewhere(step: Step, outcome: Outcome, diagnoser) -> bool:
+    """A factory's module whose forward raises as a known mistake of a class it is built of does:
+    that mistake is its class's step's, which says so; the factory's configuration still counts."""
+    return (step.kind == "factory" and bool(outcome.expected.inputs)
+            and not outcome.module.forward_error.not_implemented
+            and _prediction_missed(step, outcome, diagnoser) is None)
 
 
 def _raised_text(step: Step, outcome: Outcome, error: RaisedError) -> str:

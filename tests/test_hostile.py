@@ -25,6 +25,7 @@ def layers():
     from grader.sandbox import probe
 
     return set(probe().get("layers", []))
+ALL_STEPS = [step["id"] for step in yaml.safe_load(RUBRIC.read_text())["steps"]]
 LATE_STEPS = ["CausalAttention", "MultiHeadAttentionWrapper", "wrapper_with_2d_output",
               "MultiHeadAttention", "gpt2_small_attention"]
 
@@ -51,6 +52,9 @@ class Hostile:
     insert_before: str = ""  # where the snippet goes; appended at the end by default
     needs: tuple[str, ...] = ()  # the sandbox layers it is stopped by
     extra: dict = field(default_factory=dict)
+    # What the steps in `fails` earn, by step id (those not named earn 0): the report's score is
+    # then every other step's points, from the rubric, plus these. None: the score is not asserted.
+    earns: dict[str, float] | None = None
 
 
 CORPUS = [
@@ -84,6 +88,22 @@ CORPUS = [
     Hostile("connects_to_a_host_socket", {}, needs=("seccomp", "landlock")),
     Hostile("rewrites_the_grader", {}, needs=("landlock",)),
     Hostile("forks_hundreds_and_fills_the_disk", {}, needs=("pid", "mount")),
+    # facts the student's process reports score only when the grader confirmed them
+    Hostile("procedure_does_nothing", {"transfer_weights_v2_to_v1": "failed"},
+            feedback="changed nothing", earns={}),
+    Hostile("constructor_always_raises", {"MultiHeadAttention": "error",
+                                          "gpt2_small_attention": "error"},
+            feedback="AssertionError", earns={}),
+    # gpt2_small_attention's fused qkv holds the reference's weights (grader.binding) and gives
+    # its output: the count is confirmed, the names are not the contract's
+    Hostile("forward_always_raises", {"MultiHeadAttention": "error", "gpt2_small_attention": "failed"},
+            feedback="forward of the module built by", earns={"gpt2_small_attention": 1}),
+    Hostile("wraps_torch_multihead_attention", {"MultiHeadAttention": "error",
+                                                "gpt2_small_attention": "failed"},
+            feedback="forward of the module built by", earns={}),
+    Hostile("forges_factory_parameters", dict.fromkeys(ALL_STEPS, "error") | {
+        "wrapper_with_2d_output": "failed", "gpt2_small_attention": "failed"},
+        feedback="reply it cannot read", earns={}),
 ]
 
 
@@ -178,6 +198,12 @@ def test_hostile_submission(hostile, fast_rubric, tmp_path, layers):
         assert hostile.feedback in first.feedback, first.feedback
     if hostile.note:
         assert any(hostile.note in note for note in report.notes), report.notes
+    if hostile.earns is not None:
+        points = {step["id"]: step["points"] for step in yaml.safe_load(fast_rubric.read_text())["steps"]}
+        honest = sum(p for step, p in points.items() if step not in hostile.fails)
+        assert report.score == honest + sum(hostile.earns.values()), statuses(report)
+        assert {s.id: s.score for s in report.steps if s.id in hostile.fails} == {
+            step: hostile.earns.get(step, 0) for step in hostile.fails}
     # honest steps are scored in full; hostile ones get nothing
     for step in report.steps:
         assert step.score == (step.max_score if step.passed else 0) or step.status == "failed"
