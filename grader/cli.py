@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("check", help="grade one submission and print the report",
-                                description="Grade one .py or .ipynb submission.")
+                                description="Grade one .py or .ipynb submission.",
+                                **_examples(
+                                    "attention-grader check attention.ipynb",
+                                    "attention-grader check attention.py --step softmax_naive",
+                                    "attention-grader check attention.ipynb --format json -o report.json",
+                                    "attention-grader check attention.ipynb --junit results.xml --min-score 80%"))
     check.add_argument("submission", help="the student's .py file or .ipynb notebook")
     check.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     check.add_argument("--format", choices=sorted(FORMATS), default="text",
@@ -66,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     gradescope = commands.add_parser(
         "gradescope", help="build the autograder archive to upload to Gradescope",
         description="Build autograder.zip for a Gradescope programming assignment: setup.sh, "
-        "run_autograder and the grader with its rubric and reference solutions.")
+        "run_autograder and the grader with its rubric and reference solutions.",
+        **_examples("attention-grader gradescope --out autograder.zip",
+                    "attention-grader gradescope --rubric examples/chapter4/config.yaml --out ch4.zip"))
     gradescope.add_argument("--out", default="autograder.zip", metavar="FILE",
                             help="the archive to write (default: autograder.zip)")
     gradescope.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
@@ -74,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "gradescope-run", help="grade a Gradescope submission (run_autograder calls this)",
         description="Find the student's notebook or .py file in the submission folder, grade it "
-        "and write Gradescope's results.json.")
+        "and write Gradescope's results.json.",
+        **_examples("attention-grader gradescope-run   # inside Gradescope: /autograder/submission",
+                    "attention-grader gradescope-run --submission-dir sub/ --results results.json"))
     run.add_argument("--submission-dir", default=None, metavar="DIR",
                      help="default: $AUTOGRADER_ROOT/submission ($AUTOGRADER_ROOT: /autograder)")
     run.add_argument("--results", default=None, metavar="FILE",
@@ -88,17 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     bundle = commands.add_parser(
         "bundle", help="write what a course hands to students: exercises, grader, visible cases",
         description="Write the student bundle: the exercise stubs, the grader, a student rubric with "
-        "only the visible cases and their answers precomputed, and no solutions.")
+        "only the visible cases and their answers precomputed, and no solutions.",
+        **_examples("attention-grader bundle --out attention-exercises/",
+                    "attention-grader bundle --rubric examples/chapter4/config.yaml --out gpt-exercises/"))
     bundle.add_argument("--out", required=True, metavar="DIR", help="a new folder for the bundle")
     bundle.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     sandbox = commands.add_parser(
         "sandbox", help="say which sandbox layers this machine gives the worker, and which it refuses",
         description="Start a worker as grading would, confine it, and list every sandbox layer: "
         "applied, or refused and why. Exit 2 if the rubric's `sandbox: require:` names a layer "
-        "that is missing here, else 0.")
+        "that is missing here, else 0.",
+        **_examples("attention-grader sandbox", "attention-grader sandbox --format json"))
     sandbox.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     sandbox.add_argument("--format", choices=("text", "json"), default="text")
     return parser
+
+
+def _examples(*lines: str) -> dict:
+    """A subcommand's `--help` ends with examples, shown as written."""
+    return {"epilog": "examples:\n" + "\n".join(f"  {line}" for line in lines),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 def _min_score(text: str) -> tuple[float, bool]:
@@ -202,6 +220,10 @@ def _bundle(args: argparse.Namespace) -> int:
     except GraderError as exc:
         say(f"error: {exc}")
         return exc.exit_code
+    except OSError as exc:
+        say(f"cannot write the bundle to {args.out}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "") + "; give --out a folder you can create")
+        return 2
     print(f"{args.out}: {len(files)} files; hand this folder to students (it holds no solutions)")
     return 0
 
@@ -210,6 +232,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.seed is not None and len(args.step or []) != 1:
         print("attention-grader: --seed replays one case of one step: give exactly one --step ID",
               file=sys.stderr)
+        return 2
+    problem = _not_a_file(args.submission)
+    if problem:  # a typo in the command, not a submission to score (the pytest plugin exits 4)
+        say(problem)
         return 2
     try:
         report = grade(args.submission, rubric=args.rubric, steps=args.step, seed=args.seed)
@@ -261,6 +287,21 @@ def _check(args: argparse.Namespace) -> int:
     if not delivered:
         return 2
     return 0 if passes(report, args.min_score) else 1
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why `check PATH` has nothing to grade: no such path, or a folder. (A link, an empty or a
+    broken file is a submission, graded as unreadable with the reason.)"""
+    from pathlib import Path
+
+    given = Path(path)
+    if given.is_symlink():
+        return None
+    if not given.exists():
+        return f"{path}: no such file; give the path of the .py or .ipynb file to grade"
+    if given.is_dir():
+        return f"{path} is a folder; give the .py or .ipynb file inside it to grade"
+    return None
 
 
 def _to_stdout(text: str) -> bool:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import say
+from ..cli import _examples, say
 from ..errors import GraderError, UsageError
 from ..paths import find_rubric
 from ..rubric import load_rubric
@@ -18,7 +18,11 @@ def add_parsers(commands) -> None:
         "grade", help="grade a whole class and write a gradebook",
         description="Grade every student's newest submission and write grades.csv, results.jsonl, "
         "feedback/ and summary.md/.html to --out. Rerunning the same command after an interruption "
-        "grades only what is missing.")
+        "grades only what is missing.",
+        **_examples("attention-grader grade submissions.zip --out gradebook/",
+                    "attention-grader grade class/ late/*.ipynb --out gradebook/ --jobs 4",
+                    "attention-grader grade submissions.zip --out gradebook/ --groups groups.csv",
+                    "attention-grader grade submissions.zip --out shard1/ --shard 1/2"))
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                        help="files, folders (one file or folder per student) or a zip export")
     grade.add_argument("--out", required=True, help="the folder for the gradebook and the results")
@@ -40,7 +44,8 @@ def add_parsers(commands) -> None:
     grade.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler's address")
     merge = commands.add_parser("merge", help="combine the gradebooks of several shards",
                                 description="Combine `grade --shard K/N` outputs (every one of the N) "
-                                "into one gradebook.")
+                                "into one gradebook.",
+                                **_examples("attention-grader merge shard1/ shard2/ --out gradebook/"))
     merge.add_argument("shards", nargs="+", metavar="SHARD_DIR",
                        help="the --out folders of the shards, all N of them")
     merge.add_argument("--out", required=True, help="the folder for the merged gradebook")
@@ -52,7 +57,9 @@ def add_export_parser(commands) -> None:
     export = commands.add_parser(
         "export", help="write a learning platform's import file from a graded class",
         description="Write the import file of Canvas, Moodle or Blackboard from a `grade --out` "
-        "folder and the roster that platform exports (see the README: what to upload where).")
+        "folder and the roster that platform exports (see the README: what to upload where).",
+        **_examples("attention-grader export gradebook/ --lms canvas --roster canvas-gradebook.csv",
+                    "attention-grader export gradebook/ --lms moodle --roster worksheet.csv"))
     export.add_argument("out", metavar="OUT", help="the `grade --out` (or `merge --out`) folder")
     export.add_argument("--lms", required=True, choices=("canvas", "moodle", "blackboard"))
     export.add_argument("--roster", required=True, metavar="FILE",
@@ -132,8 +139,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nattention-grader: interrupted; {done} results are kept in {args.out}/results. Run "
               "the same command again to grade the rest.", file=sys.stderr)
         return 130
-    except (GraderError, FileNotFoundError) as exc:
+    except GraderError as exc:
         say(f"error: {exc}")
+        return 2
+    except OSError as exc:  # --out, or a shard or a file given, that cannot be made or read
+        say(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            + f"; check the paths given (--out {args.out})")
         return 2
     for problem in outcome.problems:  # they name archive entries, files and ids as handed in
         say(problem, one_line=True)
