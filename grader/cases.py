@@ -25,6 +25,7 @@ import contextlib
 import copy
 import hashlib
 import importlib.util
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,11 @@ class Expected:
     bound_parameters: dict[str, torch.Tensor] | None = None
     bound_gradients: dict[str, torch.Tensor | None] | None = None
     own_weights: str = ""  # why the grader's weights could not be given, when they could not
+    # Whether the reference's output on the first input changes with its parameters (two draws
+    # of random values, `parameter_draws`); and, set per submission on the own-weights path, why
+    # the student's output is shown not to (then no check that reads its outputs counts).
+    weights_matter: bool = False
+    weights_ignored: str = ""
 
 
 @dataclass
@@ -347,6 +353,8 @@ class Preparer:
                                   for n, p in run.named_parameters()}
         if case.weights and outputs and not case.replay:
             expected.transposed = transposed_outputs(module, expected.inputs[0], list(expected.buffers))
+        if case.weights and outputs and not case.replay:  # last: it must not move the seeded draws
+            expected.weights_matter = weights_matter(module, expected.inputs[0], case.seed)
 
     def record(self, module: nn.Module, paths: tuple[str, ...], x: torch.Tensor, where: str
                ) -> list[dict]:
@@ -527,6 +535,53 @@ def meta_build(step: Step, case: Case) -> bool:
     shapes, attributes and counts with nothing allocated, however large the model. Opt-in: the
     meta device's first use loads seconds of torch, which a small model does not need."""
     return case.meta and not any(c.check == "init" for c in step.checks)
+
+
+DRAWS = 2  # sets of random parameter values a module is run with, to see its weights matter
+MAX_DRAWN = 1 << 22  # elements in one set: a larger module (as the student's reply says) gets none
+
+
+def parameter_draws(parameters, seed: int) -> list[dict[str, torch.Tensor]]:
+    """`DRAWS` sets of random values (randn) for parameters given as (name, shape, dtype): the
+    same rule for the reference's module (`weights_matter`) and the student's (grader.engine's
+    probe on the own-weights path). Parameters that are not floating point keep their values;
+    none are drawn for more than MAX_DRAWN elements in all."""
+    sizes = [math.prod(shape) if all(isinstance(d, int) and d >= 0 for d in shape) else -1
+             for _, shape, _ in parameters]
+    if min(sizes, default=0) < 0 or sum(sizes) > MAX_DRAWN:
+        return []
+    draws = []
+    for draw in range(1, DRAWS + 1):
+        generator = torch.Generator().manual_seed(int(seed) * 1000 + draw)
+        values = {}
+        for name, shape, dtype in parameters:
+            dtype = getattr(torch, str(dtype).rsplit(".", 1)[-1], None)
+            if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+                values[name] = torch.randn(tuple(shape), generator=generator).to(dtype)
+        draws.append(values)
+    return draws
+
+
+def weights_matter(module: nn.Module, x: torch.Tensor, seed: int) -> bool:
+    """Whether the module's output on x changes when its parameters take other values. Its own
+    values and torch's random state are restored after."""
+    named = dict(module.named_parameters())
+    saved = {name: p.detach().clone() for name, p in named.items()}
+    draws = parameter_draws([(n, tuple(p.shape), p.dtype) for n, p in named.items()], seed)
+    if not draws:
+        return False  # too large to draw: nothing is asked of the student's either
+    outputs = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        for values in draws:
+            for name, value in values.items():
+                named[name].copy_(value)
+            seed_cpu(seed)
+            outputs.append(module(x))
+        for name, value in saved.items():
+            named[name].copy_(value)
+    first, second = outputs
+    return not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)
+                and first.shape == second.shape and torch.equal(first, second))
 
 
 def transposed_outputs(module: nn.Module, x: torch.Tensor, names: list[str]) -> dict:

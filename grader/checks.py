@@ -102,6 +102,10 @@ def _run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
         blocked = next((n for n in spec.after if n in results and not results[n].passed
                         and n not in partial and not (n == "parameters" and bound)), None)
         own = next((o for o in chosen if o.expected.own_weights), None) if spec.on_weights else None
+        nothing = computed_nothing(step, spec, chosen)
+        if nothing:  # before any check, its layers' included: a course check's as a built-in one's
+            results[check.check] = CheckResult(check.check, False, 0.0, check.points, nothing)
+            continue
         why = (f"`{blocked}` must pass first" if blocked else
                not_run_text(step, [o for o in every if o not in chosen]) if every and not chosen
                else "no case of this run looks at it" if not chosen else
@@ -136,6 +140,94 @@ def _run_checks(step: Step, outcomes: list[Outcome]) -> list[CheckResult]:
             raise InternalError(f"the {check.check!r} check of step {step.id!r} failed: "
                                 f"{type(exc).__name__}: {exc}") from exc
     return [results[c.check] for c in step.checks]
+
+
+READS_OUTPUTS = ("returned", "output", "train", "gradients")  # evidence from what forward gave
+
+
+def computed_nothing(step: Step, spec, outcomes: list[Outcome]) -> str | None:
+    """Why no check that reads these outcomes' outputs can count, whatever it asks of them: an
+    output holding NaN or an infinity where the reference's is finite (every comparison with NaN
+    is false, so a check written as "fail if ..." would pass it), or a module whose output is shown
+    not to depend on its parameters where the reference's does. None when neither."""
+    if spec.evidence not in READS_OUTPUTS:
+        return None
+    for outcome in outcomes:
+        found = _once_per_step(("non-finite", id(outcome)), (outcome,),
+                               partial(non_finite, step, outcome))
+        if found:
+            return found
+        if outcome.expected.weights_ignored:
+            return (f"{outcome.title}: {outcome.expected.weights_ignored}, so its output cannot "
+                    f"show that {spec.summary}: this check counts an output your module computes "
+                    "with its weights")
+    return None
+
+
+def non_finite(step: Step, outcome: Outcome) -> str | None:
+    """Where the student's outputs on one case hold NaN or an infinity where the reference's
+    values are finite: the first such place, and how many there are."""
+    for label, expected, obtained in _outputs_to_scan(step, outcome):
+        if not (isinstance(obtained, torch.Tensor) and obtained.is_floating_point()
+                and isinstance(expected, torch.Tensor)):
+            continue
+        bad = ~torch.isfinite(obtained)
+        if not bad.any():
+            continue
+        if expected.shape == obtained.shape:
+            bad &= torch.isfinite(expected)
+        elif not bool(torch.isfinite(expected).all()):
+            continue  # the reference's own output holds NaN or Inf: no place to name
+        if not bad.any():
+            continue
+        flat = int(bad.flatten().nonzero()[0].item())
+        value = obtained.flatten()[flat].item()
+        value = "NaN" if math.isnan(value) else "+inf" if value > 0 else "-inf"
+        nan, inf = int(torch.isnan(obtained).sum()), int(torch.isinf(obtained).sum())
+        return (f"{outcome.title}: {label} is {value} at {_index(flat, obtained.shape)}, where the "
+                f"reference's is a finite number ({nan} NaN and {inf} infinite value(s) in all), "
+                "so no check can count it: look for a division by zero, the square root or log of "
+                "a negative number, or a row of scores masked entirely with -inf")
+    return None
+
+
+def _outputs_to_scan(step: Step, outcome: Outcome) -> list[tuple[str, Any, Any]]:
+    """(label, expected, obtained) for every output of a case: a module's forward outputs, and
+    its training-mode outputs beside the reference's evaluation-mode one."""
+    if isinstance(outcome.obtained, Built):
+        module = outcome.module
+        expected = outcome.expected.output or []
+        pairs = [(f"forward output {i}" if len(expected) > 1 else "forward output", e, g)
+                 for i, (e, g) in enumerate(zip(expected, module.outputs or ()))]
+        return pairs + [(f"training-mode output {i}", expected[0], g)
+                        for i, g in enumerate(module.train_outputs) if expected]
+    if not isinstance(outcome.obtained, Returned):
+        return []
+    try:
+        return [(label, e, g) for label, e, g in expected_and_obtained(step, outcome)]
+    except CheckFailed:  # not the reference's structure: the checks say so
+        return []
+
+
+def weights_ignored(step: Step, expected: Expected, module: ModuleReport, outputs: list) -> str:
+    """On the own-weights path: why the student's forward is shown not to depend on its
+    parameters, where the reference's does, from its outputs on the case's first input with
+    `grader.cases.parameter_draws` in its parameters; "" where it was not shown."""
+    if not expected.weights_matter or len(outputs) < 2:
+        return ""
+    first, second = outputs[:2]
+    if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)
+            and first.shape == second.shape and first.dtype.is_floating_point
+            and second.dtype.is_floating_point and not compare(first, second, step.atol, step.rtol)):
+        return ""
+    if not module.parameters:
+        return ("your module has no parameters, so its forward output cannot depend on weights "
+                "as the reference's does")
+    names = ", ".join(f"`{name}`" for name, _, _ in module.parameters[:6])
+    more = f" and {len(module.parameters) - 6} more" if len(module.parameters) > 6 else ""
+    return (f"your module's forward gave the same output with two different sets of random "
+            f"values in its parameters ({names}{more}): it does not depend on its weights, as "
+            "the reference's does")
 
 
 def absent_parameter(outcome: Outcome) -> str | None:
@@ -388,6 +480,8 @@ def check_shape(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             if obtained.shape != expected.shape:
                 raise CheckFailed(f"{outcome.title}: {label} has shape {shape_text(obtained.shape)}"
                                   f"; expected {shape_text(expected.shape)}")
+            _refuse_trivial(outcome, label, expected, obtained, "the computation gives the right "
+                            "shape; the shape counts once the output is computed")
     return "shapes are right"
 
 
@@ -397,6 +491,8 @@ def check_dtype(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             if obtained.dtype != expected.dtype:
                 raise CheckFailed(f"{outcome.title}: {label} has dtype {obtained.dtype}; expected "
                                   f"{expected.dtype}")
+            _refuse_trivial(outcome, label, expected, obtained, "the computation gives the right "
+                            "dtype; the dtype counts once the output is computed")
     return "dtypes are right"
 
 

@@ -19,6 +19,14 @@ the worker's typed reply (`outcome.obtained`, `outcome.module`) and the referenc
 
 A function returns the message of a pass, raises `CheckFailed(message)` for a failure and
 `CheckNotJudged(why)` where it found no evidence it could confirm (0 points, and the reason).
+
+A course check is called from `grader.checks.run_checks`, as the built-in checks are, and behind
+the same guard (`grader.checks.computed_nothing`): a check whose evidence reads outputs (`output`,
+`returned`, `train`, `gradients`) is failed before its function runs where an output holds NaN or
+an infinity where the reference's is finite (the message names the place), or where a module on
+its own weights is shown not to depend on them. So a check written as "fail where the rows'
+means are off" needs no NaN test of its own: every comparison with NaN is false, and such an
+output never reaches it.
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ def _bound(session: Session, prepared, reply: Answered, diagnoser=None):
     import torch
 
     from .binding import Binding, candidates, fits_by_name
-    from .checks import compare
+    from .checks import compare, weights_ignored
 
     step = prepared.step
     unbound = []  # (case index, candidate bindings)
@@ -280,12 +280,13 @@ def _bound(session: Session, prepared, reply: Answered, diagnoser=None):
         unbound.append((index, candidates(student, expected.weights,
                                           heads if isinstance(heads, int) else 1)))
     if not unbound:
-        return prepared, reply
+        return _ignoring_weights(session, prepared, reply), reply
     probe = {"op": "probe", "target": step.id, "cases": [
         {**{k: v for k, v in prepared.request["cases"][i].items()
             if k in ("seed", "args", "arg_names", "positional", "kwargs", "mode")},
          "input": prepared.expected[i].inputs[0].clone(),
-         "candidates": [b.apply(prepared.expected[i].weights) for b in found]}
+         "candidates": [b.apply(prepared.expected[i].weights) for b in found]
+         + _draws(prepared.expected[i], reply.cases[i])}
         for i, found in unbound]}
     outputs = session.probe(step, probe)
     cases, expected = list(prepared.request["cases"]), list(prepared.expected)
@@ -309,7 +310,8 @@ def _bound(session: Session, prepared, reply: Answered, diagnoser=None):
                    "their shapes do not fit your module's parameters")
             expected[index] = dataclasses.replace(e, own_weights=(
                 f"the grader could not give your module the reference's weights ({names}): "
-                f"no parameter has those names, and {why}"))
+                f"no parameter has those names, and {why}"), weights_ignored=weights_ignored(
+                    step, e, reply.cases[index].module, probed[len(found):]))
             cases[index] = {**cases[index], "weights": None}
             continue
         gradients = chosen.apply(e.gradients) if e.gradients else None
@@ -319,7 +321,57 @@ def _bound(session: Session, prepared, reply: Answered, diagnoser=None):
         cases[index] = {**cases[index], "weights": chosen.apply(e.weights)}
     rebound = dataclasses.replace(prepared, request={**prepared.request, "cases": cases},
                                   expected=expected)
-    return rebound, session.run(rebound)
+    reply = session.run(rebound)
+    return _ignoring_weights(session, rebound, reply), reply
+
+
+def _ignoring_weights(session: Session, prepared, reply):
+    """The step with `weights_ignored` set on each case where the grader's weights were loaded
+    (under the contract's names or bound by structure), forward did not give the reference's
+    output, and with random values in its parameters instead it gives the same output again: a
+    forward that computes nothing from its weights earns none of the checks that read it. One
+    probe for them all; none where every such case gave the reference's output."""
+    import torch
+
+    from .checks import compare, weights_ignored
+
+    if not isinstance(reply, Answered):
+        return prepared
+    step, asked = prepared.step, []
+    for index, (expected, obtained) in enumerate(zip(prepared.expected, reply.cases)):
+        request = prepared.request["cases"][index]
+        got = obtained.module.outputs if isinstance(obtained, Built) else None
+        want = expected.output[0] if expected.output else None
+        if (not expected.weights_matter or expected.own_weights or not request.get("weights")
+                or not got or not isinstance(got[0], torch.Tensor)
+                or not isinstance(want, torch.Tensor) or (
+                    got[0].shape == want.shape and not compare(want, got[0], step.atol, step.rtol))):
+            continue
+        asked.append(index)
+    if not asked:
+        return prepared
+    probe = {"op": "probe", "target": step.id, "cases": [
+        {**{k: v for k, v in prepared.request["cases"][i].items()
+            if k in ("seed", "args", "arg_names", "positional", "kwargs", "mode")},
+         "input": prepared.expected[i].inputs[0].clone(),
+         "candidates": _draws(prepared.expected[i], reply.cases[i])} for i in asked]}
+    outputs = session.probe(step, probe) or [[] for _ in asked]
+    expected = list(prepared.expected)
+    for index, probed in zip(asked, outputs):
+        expected[index] = dataclasses.replace(expected[index], weights_ignored=weights_ignored(
+            step, expected[index], reply.cases[index].module, probed))
+    return dataclasses.replace(prepared, expected=expected)
+
+
+def _draws(expected, obtained) -> list[dict]:
+    """Random values for the student's own parameters, under its names, where the reference's
+    output depends on its weights: what shows whether the student's does
+    (grader.checks.weights_ignored)."""
+    from .cases import parameter_draws
+
+    if not expected.weights_matter:
+        return []
+    return parameter_draws(obtained.module.parameters, expected.case.seed)
 
 
 def _mistakes_on(diagnoser, step: Step, expected, index: int):
