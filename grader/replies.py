@@ -15,8 +15,9 @@ downstream indexes a dict the worker built.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from .safe_text import printable
 
@@ -25,6 +26,25 @@ MAX_NAMES = 10_000  # parameters, buffers, attributes or names of one reply
 
 class MalformedReply(Exception):
     """The worker's reply breaks its contract (the student's process interfered, or a bug)."""
+
+
+Decoder = TypeVar("Decoder", bound=Callable[..., Any])
+
+
+def _one_error(decoder: Decoder) -> Decoder:
+    """The boundary of a reply's decoder: whatever the reply trips over while it is read, of any
+    exception type, is a `MalformedReply`, the step's Malformed outcome, never another exception."""
+    @functools.wraps(decoder)
+    def decoded(*args, **kwargs):
+        try:
+            return decoder(*args, **kwargs)
+        except MalformedReply:
+            raise
+        except RecursionError:
+            raise MalformedReply("a value nested too deeply") from None
+        except Exception as exc:  # noqa: BLE001 - any other failure is the reply's, whatever its type
+            raise MalformedReply(f"a reply that could not be read ({type(exc).__name__})") from None
+    return decoded  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------ the values
@@ -157,6 +177,7 @@ StepReply = Answered | Missing | NotCallable | LoadFailed | TimedOut | Died | Ma
 # ------------------------------------------------------------------------------ decoding
 
 
+@_one_error
 def decode_load(raw: Any) -> LoadReply:
     raw = _mapping(raw, "the load reply")
     errors = tuple(decode_error(e, f"load error {i}") for i, e in enumerate(_list(raw, "errors")))
@@ -164,6 +185,7 @@ def decode_load(raw: Any) -> LoadReply:
     return LoadReply(errors, defined)
 
 
+@_one_error
 def decode_step(raw: Any, request: dict) -> Answered | Missing | NotCallable:
     """The reply to one step request, checked against what was asked."""
     raw = _mapping(raw, "the step reply")
@@ -181,6 +203,7 @@ def decode_step(raw: Any, request: dict) -> Answered | Missing | NotCallable:
                           for i, (result, case) in enumerate(zip(results, sent))))
 
 
+@_one_error
 def decode_probe(raw: Any, request: dict) -> list[list[Any]]:
     """The probe reply: per case sent, one output (or None) per candidate binding sent."""
     raw = _mapping(raw, "the probe reply")
@@ -196,6 +219,7 @@ def decode_probe(raw: Any, request: dict) -> list[list[Any]]:
     return decoded
 
 
+@_one_error
 def decode_error(raw: Any, what: str) -> RaisedError:
     raw = _mapping(raw, what)
     return RaisedError(
@@ -257,7 +281,7 @@ def _module(raw: dict, sent: dict, what: str) -> ModuleReport:
             raise MalformedReply(f"{what}: {len(outputs)} outputs for the "
                                  f"{len(sent.get('inputs', []))} inputs sent")
         outputs = tuple(_plain(o, f"{what}: output") for o in outputs)
-    train = tuple(_plain(o, f"{what}: train output") for o in raw.get("train_outputs", []) or [])
+    train = tuple(_plain(o, f"{what}: train output") for o in _list(raw, "train_outputs", []))
     if len(train) > max(int(sent.get("train_calls", 0) or 0), 0):
         raise MalformedReply(f"{what}: more training-mode outputs than calls asked for")
     gradients = raw.get("gradients")
@@ -298,8 +322,8 @@ def _mapping(raw: Any, what: str) -> dict:
     return raw
 
 
-def _list(raw: dict, key: str) -> list:
-    value = raw.get(key)
+def _list(raw: dict, key: str, default: list | None = None) -> list:
+    value = raw.get(key, default)
     if not isinstance(value, list):
         raise MalformedReply(f"`{key}` is missing or not a list")
     if len(value) > MAX_NAMES:

@@ -279,7 +279,7 @@ class Worker:
             return
         try:
             reply = self.receive(READY_TIMEOUT)
-        except (WorkerDied, WorkerTimeout) as exc:
+        except (WorkerDied, WorkerTimeout, replies.MalformedReply) as exc:
             raise InternalError(f"the worker process did not start: {exc}\n{self.output()}") from None
         if reply.get("op") != "ready" or not isinstance(reply.get("sandbox"), dict):
             raise InternalError(f"the worker process did not start: {reply}")
@@ -312,6 +312,7 @@ class Worker:
             raise WorkerDied(self._death()) from None
 
     def receive(self, timeout: float) -> dict:
+        """The worker's next reply as plain data; `MalformedReply` for any frame it cannot read."""
         deadline = time.monotonic() + timeout
 
         def read(fd: int, n: int) -> bytes:
@@ -329,10 +330,10 @@ class Worker:
 
         try:
             reply = wire.decode(wire.read_frame(self.reply_r, read))
-        except wire.WireError as exc:
-            raise WorkerDied(f"the worker sent a broken reply ({exc})") from None
+        except wire.WireError as exc:  # any failure to read the frame: the step's Malformed reply
+            raise replies.MalformedReply(f"the worker sent a broken reply: {exc}") from None
         if not isinstance(reply, dict):
-            raise WorkerDied("the worker sent a reply that is not a mapping")
+            raise replies.MalformedReply("the worker sent a reply that is not a mapping")
         return reply
 
     def _death(self) -> str:

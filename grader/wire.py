@@ -19,12 +19,16 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import struct
 import sys
 
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 MAX_HEADER_BYTES = 8 * 1024 * 1024  # the JSON part; tensors travel as blobs after it
 MAX_RANK = 16
+# An int's decimal digits: every int a float can hold (a check may mix it with floats) and that
+# prints under Python's default limit (4,300 digits); a longer one is refused as it is read.
+MAX_INT_DIGITS = 300
 MAX_NUMEL = MAX_FRAME_BYTES  # elements of one tensor, checked before anything is allocated
 _HEADER = struct.Struct(">QQ")  # the header's length, the blobs' length
 
@@ -86,7 +90,22 @@ def _pack_tensor(tensor, blobs: list[bytes]) -> dict:
 
 
 def decode(frame: bytes) -> object:
-    """The value in one frame, with every tensor rebuilt as a fresh, ordinary tensor."""
+    """The value in one frame, with every tensor rebuilt as a fresh, ordinary tensor.
+
+    The one boundary: whatever a broken or hostile frame trips over while it is read is a
+    `WireError`, never another exception; what it returns holds no value that raises later (an int
+    too long to print, a string that cannot be written as UTF-8)."""
+    try:
+        return _decode(frame)
+    except WireError:
+        raise
+    except RecursionError:
+        raise WireError("value nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - any other failure is the frame's, whatever its type
+        raise WireError(f"frame could not be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _decode(frame: bytes) -> object:
     if len(frame) < _HEADER.size:
         raise WireError("frame shorter than its header")
     header_len, blob_len = _HEADER.unpack_from(frame)
@@ -105,11 +124,29 @@ def decode(frame: bytes) -> object:
 
 def _json(data: bytes) -> object:
     try:
-        return json.loads(data.decode())
+        return json.loads(data.decode(), parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireError(f"header is not JSON: {exc}") from None
     except RecursionError:
         raise WireError("header nested too deeply") from None
+
+
+def _bounded_int(digits: str) -> int:
+    """A JSON integer, refused before it is converted when it has more than MAX_INT_DIGITS."""
+    count = len(digits.lstrip("-"))
+    if count > MAX_INT_DIGITS:
+        raise WireError(f"an integer of {count:,} digits, over the {MAX_INT_DIGITS}-digit limit "
+                        "of what the grader reads")
+    return int(digits)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON has joined every valid pair already
+
+
+def _text(node: str) -> str:
+    """A string as it can be printed and written: a lone surrogate (from a `\\udXXX` escape) is
+    U+FFFD."""
+    return node if node.isascii() else _LONE_SURROGATE.sub("\N{REPLACEMENT CHARACTER}", node)
 
 
 def _split_blobs(frame: bytes, start: int) -> _Blobs:
@@ -126,7 +163,7 @@ class _Blobs:
 
     def take(self, index: int, nbytes: int) -> bytearray:
         """A copy of the next blob, owned by nobody else."""
-        if index != self.count:
+        if type(index) is not int or index != self.count:
             raise WireError("tensor blobs out of order")
         end = self.offset + nbytes
         if end > len(self.data):
@@ -136,14 +173,17 @@ class _Blobs:
         return chunk
 
 
-_SCALARS = frozenset({type(None), bool, int, float, str})  # what json.loads gives besides list, dict
+# What json.loads gives besides list, dict and str (ints are bounded by _bounded_int already).
+_SCALARS = frozenset({type(None), bool, int, float})
 
 
 def _unpack(node: object, blobs: _Blobs, depth: int) -> object:
-    # A reply is mostly scalars (names, shapes, dtypes): they are taken as they are, inline, without
-    # a call each.
+    # A reply is mostly numbers (shapes, sizes): they are taken as they are, inline, without a call
+    # each; a string is taken as it is when it is ASCII.
     if type(node) in _SCALARS:
         return node
+    if type(node) is str:
+        return _text(node)
     if depth > 32:
         raise WireError("value nested too deeply")
     if type(node) is list:
@@ -154,9 +194,10 @@ def _unpack(node: object, blobs: _Blobs, depth: int) -> object:
             return tuple(item if type(item) in _SCALARS else _unpack(item, blobs, depth + 1)
                          for item in body)
         if tag == "$dict" and type(body) is list:
-            if not all(type(pair) is list and len(pair) == 2 for pair in body):
-                raise WireError("a $dict entry that is not a [key, value] pair")
-            return {str(k): _unpack(v, blobs, depth + 1) for k, v in body}
+            if not all(type(pair) is list and len(pair) == 2 and type(pair[0]) is str
+                       for pair in body):
+                raise WireError("a $dict entry that is not a [key, value] pair with a string key")
+            return {_text(k): _unpack(v, blobs, depth + 1) for k, v in body}
         if tag == "$tensor" and type(body) is dict:
             return _unpack_tensor(body, blobs)
     raise WireError(f"unexpected value in frame: {str(node)[:80]}")
@@ -167,7 +208,7 @@ def _unpack_tensor(body: dict, blobs: _Blobs):
 
     name = body.get("dtype")
     shape = body.get("shape")
-    if name not in ITEMSIZE:
+    if type(name) is not str or name not in ITEMSIZE:
         raise WireError(f"unknown tensor dtype {name!r}")
     dtype = getattr(torch, name)
     numel = _numel(shape)
@@ -193,6 +234,8 @@ def read_frame(fd: int, deadline_read=None) -> bytes:
     Its lengths are checked before its body is read; its content is checked by `decode`."""
     read = deadline_read or _read_exactly
     head = read(fd, _HEADER.size)
+    if len(head) != _HEADER.size:
+        raise WireError("frame shorter than its header")
     header_len, blob_len = _HEADER.unpack(head)
     if header_len > MAX_HEADER_BYTES:
         raise WireError(f"frame header of {header_len:,} bytes, over the {MAX_HEADER_BYTES:,} limit")
