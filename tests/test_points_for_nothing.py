@@ -369,3 +369,15 @@ def test_a_layernorm_returning_nan_fails_the_course_check_and_every_output_check
     where = "[0, 0]" if name == "all_nan" else "[0, 1]"
     assert f"is {value} at {where}" in normalized.message, normalized.message
     assert "finite" in normalized.message
+
+
+def test_attention_weights_with_one_nan_earn_no_shape_or_dtype(rubric, tmp_path):
+    source = ('import torch\n\n\ndef attention_weights(attn_scores):\n'
+              '    weights = torch.softmax(attn_scores, dim=-1)\n'
+              '    weights.view(-1)[0] = float("nan")\n    return weights\n')
+    report = grade_many(rubric, {"one_nan": source}, tmp_path)["one_nan"]
+    step = next(s for s in report.steps if s.id == "attention_weights")
+    assert step.score == 0, [(c.name, c.message) for c in step.checks]
+    first_case = next(s for s in rubric.steps if s.id == "attention_weights").cases[0]
+    shape = next(c for c in step.checks if c.name == "shape")
+    assert f"`{first_case.name}`" in shape.message and "is NaN at [0, 0]" in shape.message
