@@ -468,8 +468,11 @@ def _definition_error(step: Step, load: LoadReply | None, submission: Submission
 def _missing_text(step: Step, load: LoadReply | None, submission: Submission | None = None,
                   step_ids: tuple[str, ...] = ()) -> str:
     text = f"Your submission does not define `{step.id}`; expected `{step.signature}`."
-    if load and load.errors:
-        error = load.errors[0]
+    # A load error is named only where it can be why: in the code that defines this name (or, with
+    # no source to read, the first one). An error in a cell that defines other things is not.
+    error = _definition_error(step, load, submission) if submission else (
+        load.errors[0] if load and load.errors else None)
+    if error is not None:
         text += (f" While your code was loading, {error.location or 'it'} raised "
                  f"{error.text()}, which may be why.")
     near = _near_name(step, load.defined if load else (), submission, step_ids)

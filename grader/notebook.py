@@ -63,6 +63,22 @@ _DEFINING = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, 
              ast.Assign, ast.AnnAssign, ast.AugAssign, ast.If, ast.Try)
 
 
+def _calls_the_grader(node: ast.stmt, namespace: dict | None) -> bool:
+    """Whether a statement calls the grader's own `check()` (`r = check()`, `print(check("x"))`,
+    `grader.check()`): the worker cannot run it, and its result is this report. A function of the
+    student's own named check (the kernel's `check` is not ours) is theirs to run."""
+    ours = namespace is None or namespace.get("check") is check or "check" not in namespace
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
+            continue
+        if isinstance(call.func, ast.Name) and call.func.id == "check" and ours:
+            return True
+        if (isinstance(call.func, ast.Attribute) and call.func.attr == "check"
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == "grader"):
+            return True
+    return False
+
+
 def kernel_submission(inputs: list[str], namespace: dict | None = None) -> Submission:
     """The cells run so far (IPython's raw input history; entry 0 is empty) as a submission: each
     cell's defining statements, with only the latest definition of each function or class, and
@@ -92,14 +108,15 @@ def kernel_submission(inputs: list[str], namespace: dict | None = None) -> Submi
         dropped = 0
         for node in body or ():
             definition = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            keep = isinstance(node, _DEFINING) and not (definition and (
+            grader_call = not definition and _calls_the_grader(node, namespace)
+            keep = isinstance(node, _DEFINING) and not grader_call and not (definition and (
                 latest[node.name] != (number, node.lineno)
                 or (namespace is not None and node.name not in namespace)))
             if not keep:
                 first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])
                 for index in range(first - 1, node.end_lineno):
                     lines[index] = ""  # blank, so that line numbers in feedback stay the cell's
-                dropped += not definition
+                dropped += not (definition or grader_call or isinstance(node, ast.Pass))
         if dropped:
             left_out.append(f"In [{number}]")
         if any(line.strip() for line in lines):

@@ -89,3 +89,39 @@ def test_check_grades_what_the_kernel_has_not_a_replay_of_every_statement():
     assert by_id["context_vector"].status == "missing"
     assert report.seconds < 30
     assert any("not their other statements" in note and "In [3]" in note for note in report.notes)
+
+
+def test_a_check_call_assigned_or_printed_is_not_replayed_and_blames_nothing():
+    """`r = check(...)` and `print(check())` are the grader's own calls: the worker cannot run
+    them, and a NameError for `check` must not reach the report; a step not written yet is missing
+    without blaming an error in a cell that defines other things."""
+    cells = [
+        "import torch",
+        "from grader import check",
+        SOFTMAX,
+        'r = check("softmax_naive")',
+        "print(check())",
+        "import a_module_that_is_not_installed",
+    ]
+    from grader.notebook import check as graders_check
+
+    shell = FakeShell(cells, {"torch": object(), "softmax_naive": object(), "check": graders_check,
+                              "r": object()})
+    report = check("softmax_naive", "context_vector", shell=shell).report
+    by_id = {step.id: step for step in report.steps}
+    assert by_id["softmax_naive"].passed, by_id["softmax_naive"].feedback
+    assert not any("NameError" in note for note in report.notes), report.notes
+    assert not any("not their other statements" in note for note in report.notes), report.notes
+    missing = by_id["context_vector"]
+    assert missing.status == "missing"
+    assert "While your code was loading" not in missing.feedback, missing.feedback
+
+
+def test_a_students_own_function_named_check_still_runs():
+    cells = ["import torch", "def check(x):\n    return x\n", SOFTMAX, "y = check(3)"]
+    namespace = {"torch": object(), "softmax_naive": object(), "y": 3}
+    namespace["check"] = lambda x: x  # theirs, not the grader's
+    from grader.notebook import kernel_submission
+
+    submission = kernel_submission(["", *cells], namespace)
+    assert any("y = check(3)" in chunk.code for chunk in submission.chunks)

@@ -14,7 +14,8 @@ LABELS = {"passed": "passed", "failed": "failed", "error": "error", "timeout": "
 STYLE = """
 :root { color-scheme: light; --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --muted: #57606a; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 60rem; padding: 0 1rem; color: #1f2328; }
+       max-width: 60rem; padding: .5rem 1rem; color: #1f2328; background: #ffffff;
+       border-radius: .5rem; }
 h1 { font-size: 1.4rem; margin-bottom: .2rem; }
 .sub { color: var(--muted); margin-top: 0; }
 .score { font-size: 1.2rem; font-weight: 600; }
@@ -55,7 +56,9 @@ SCOPE = "attention-grader-report"
 
 def render_html_fragment(report: Report) -> str:
     """The report as one <div> whose styles apply inside it only: what `check()` shows in a
-    notebook, where a whole document's CSS (body, table, pre) would restyle every other cell."""
+    notebook, where a whole document's CSS (body, table, pre) would restyle every other cell. It
+    brings its own background with its text colour, so it reads the same in a dark theme
+    (JupyterLab dark, VS Code dark) as in a light one."""
     return "\n".join([f'<div class="{SCOPE}">', f"<style>{scoped(STYLE, '.' + SCOPE)}</style>",
                       *_body(report, "attention-grader-"), "</div>"]) + "\n"
 
