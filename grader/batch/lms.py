@@ -21,9 +21,11 @@ Each platform keys students its own way, and so do these files:
                 column whose name matches `--assignment` is updated (`Name [Total Pts: ...] |id`),
                 else a new column is created.
 
-A roster student with no submission, or one the grader failed on (`not graded`), gets an empty
-cell (the platform leaves the grade as it is) and is listed; a submission with no roster entry is
-listed too. Nothing is guessed: students are matched only on the platform's id.
+A roster student with no submission, or one the grader failed on (`not graded`), is listed and
+gets no grade: Canvas's file leaves them out (its importer counts a blank cell over a score as a
+change, so a grade given by hand would be at risk); Moodle's worksheet and Blackboard's upload keep
+their row with an empty cell, which those importers leave as it is. A submission with no roster
+entry is listed too. Nothing is guessed: students are matched only on the platform's id.
 
 The roster's name columns (Student, Full name, Last Name, First Name), which students may set in
 some platforms, are written back as a spreadsheet's text (`grader.safe_text.csv_cell`: a name that
@@ -145,8 +147,10 @@ def _canvas(rows, roster, header, records, assignment, maximum) -> Export:
     writer.writerow(["    Points Possible", "", "", "", "", f"{maximum:g}"])
     for record in students:
         grade = _grade(by_id.get(record[at["ID"]].strip()))
+        if grade is None:  # Canvas's importer takes a blank cell as a change: a grade given by hand
+            continue  # would be cleared. Left out of the file, listed in no_submission instead.
         writer.writerow([*(_value(c, record[at[c]] if at[c] < len(record) else "") for c in CANVAS_FIXED),
-                         "" if grade is None else grade])
+                         grade])
     result.text = buffer.getvalue()
     return result
 
