@@ -420,7 +420,8 @@ def test_moodle_team_submissions_give_each_member_a_row(tmp_path):
 
 def test_a_group_submission_is_graded_for_every_member(tmp_path):
     """Canvas names a group's submission by whoever handed it in; Moodle 4 may name the folder by
-    the group. With --groups, each member gets a row with the group's submission."""
+    the group and its id. With --groups, each member gets a row with the group's submission: the
+    group column names Moodle's group by its id (a name in a folder is never trusted)."""
     klass = tmp_path / "class"
     klass.mkdir()
     shutil.copy(EXAMPLE, klass / "leeann_301_9001_attention.ipynb")  # Team 1, handed in by Ann
@@ -430,7 +431,7 @@ def test_a_group_submission_is_graded_for_every_member(tmp_path):
     shutil.copy(SOLUTIONS, klass / "solo_309_9009_attention.py")  # in no group
     groups = tmp_path / "groups.csv"
     groups.write_text("group,id,name\nTeam 1,301,Ann Lee\nTeam 1,302,Bo Park\n"
-                      "Team 3,1111111,Cy Diaz\nTeam 3,2222222,Di Egan\n")
+                      "42,1111111,Cy Diaz\n42,2222222,Di Egan\n")
     found = collect([klass], tmp_path / "staging", groups=collect_module.read_groups(groups))
     entries = {e.student: e for e in found.entries}
     assert sorted(entries) == ["1111111", "2222222", "301", "302", "309"]

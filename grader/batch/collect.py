@@ -5,12 +5,22 @@ A student is keyed by the platform's own stable id, with the display name kept b
     Canvas   smithjohn_12345_678901_attention.ipynb (and smithjohn_LATE_12345_...): user id 12345,
              name smithjohn; the third number (the upload's id) orders a student's files
     Moodle   a folder "John Smith_1234567_assignsubmission_file_" per student (under blind marking
-             "Participant_1234567_..."): participant id 1234567, name John Smith
+             "Participant_1234567_..."): participant id 1234567, name John Smith; downloaded
+             without folders, that prefix and the file's name: "John Smith_1234567_assignsub..._a.py"
     Blackboard  Homework 3_jsmith_attempt_2026-11-02-14-05-09_attention.ipynb: user name jsmith;
              the attempt's date orders a student's files
     --id-pattern  a regular expression whose group `id` (or first group) is the id; a group `name`,
              if any, is the name
     anything else  the file's name without its suffix, or the folder's name
+
+Each naming is read by its structure, anchored where the platform writes the id, never from the
+part the student chose: Canvas's and Blackboard's part comes first (a file named
+"x_alice_attempt_2099-..." inside mallory's Blackboard name is mallory's), a Moodle folder's id is
+the one its name ends with (a full name ending in "_7_assignsubmission_file_" is only a name). A
+name that still fits with more than one id (a Moodle file whose full name and file name both hold
+the mark, a name that is Canvas's with one id and Moodle's with another) gets no id: it is a row
+of its own keyed by its full name, and the problem is reported. A bare name never takes a
+platform id's row.
 
 Two submissions are one student's only when the platform says so (the same user or participant
 id). Files that only share a name (alice.py and alice.ipynb) are never merged: each is a row of its
@@ -37,15 +47,20 @@ from ..submission import MAX_BYTES
 
 SUFFIXES = (".ipynb", ".py")
 MAX_EXTRACTED_BYTES = 2_000_000_000  # what a class's archives may extract to, in all
-# Canvas: smithjohn_12345_678901_attention.ipynb, smithjohn_LATE_12345_678901_attention-1.ipynb
-CANVAS = re.compile(r"^(?P<name>[a-z0-9]+)_(?:late_)?(?P<user>\d+)_(?P<version>\d+)_(?P<rest>.+)$",
-                    re.IGNORECASE)
-# Moodle: a folder "John Smith_1234567_assignsubmission_file_" per student
-MOODLE = re.compile(r"^(?P<name>.+?)_(?P<user>\d+)_assignsubmission_(?:file|onlinetext)_?")
-# Blackboard: Homework 3_jsmith_attempt_2026-11-02-14-05-09_attention.ipynb
-BLACKBOARD = re.compile(r"^(?P<assignment>.+)_(?P<user>[^_]+)_attempt_(?P<when>\d{4}(?:-\d{2}){5})"
-                        r"(?:_(?P<rest>.+))?$")
-
+# Each platform's naming, anchored where the platform writes it: the id is read from the
+# platform's part, never from the part the student chose (their file's name, their full name).
+# Canvas: smithjohn_12345_678901_attention.ipynb, smithjohn_LATE_12345_678901_attention-1.ipynb:
+# Canvas's part (a name of letters and digits, no "_") comes first, the student's file after it.
+CANVAS = re.compile(r"^(?P<name>[a-z0-9]+)_(?:late_)?(?P<user>[0-9]+)_(?P<version>[0-9]+)_(?P<rest>.+)$",
+                    re.IGNORECASE | re.ASCII)
+# Moodle: "John Smith_1234567_assignsubmission_file_", a folder per student, or that prefix before
+# the file's name (downloaded without folders): the student's full name before the mark, and in the
+# flat form their file's name after it.
+MOODLE_MARK = re.compile(r"_(?P<user>[0-9]+)_assignsubmission_(?:file|onlinetext)(?:_|$)", re.ASCII)
+# Blackboard: Homework 3_jsmith_attempt_2026-11-02-14-05-09_attention.ipynb: the assignment, the
+# user and the attempt's date come first (the first `_user_attempt_`), the student's file after it.
+BLACKBOARD_MARK = re.compile(r"_(?P<user>[^_]+)_attempt_")
+BLACKBOARD_REST = re.compile(r"(?P<when>[0-9]{4}(?:-[0-9]{2}){5})(?:_(?P<rest>.+))?", re.ASCII)
 
 @dataclass(frozen=True)
 class Identity:
@@ -54,6 +69,7 @@ class Identity:
     platform: bool  # the id came from the platform's naming (or --id-pattern), not a bare name
     version: tuple = ()  # larger is newer, where the name shows it
     file: str = ""  # the file's own name within the platform's (Canvas: "attention.ipynb")
+    problem: str = ""  # why the name gives no id, where it fits a platform's naming more than one way
 
 
 @dataclass(frozen=True)
@@ -160,12 +176,14 @@ def collect(inputs: list[Path], staging: Path, id_pattern: str | None = None,
 
 def _per_group(chosen: list[tuple[Entry, File | None]], groups: Groups,
                result: Collection) -> list[tuple[Entry, File | None]]:
-    """A group's newest submission (handed in by any member, or named by the group) is graded for
-    every member, each a row of their own; everyone else as they are."""
+    """A group's newest submission is graded for every member, each a row of their own; everyone
+    else as they are. A submission is a group's when its key (the platform's id) is a member's id,
+    or is the group column itself (Moodle 4's folder per group, keyed by the group's id; a bare
+    folder or file named as the group): never by a display name, which a student may choose."""
     kept, by_group = [], {}
     for entry, file in chosen:
-        group = groups.group_of.get(entry.student) or next(
-            (g for g in (entry.student, entry.name) if g in groups.members), None)
+        group = groups.group_of.get(entry.student) or (
+            entry.student if entry.student in groups.members else None)
         if group is None:
             kept.append((entry, file))
         else:
@@ -196,28 +214,72 @@ def compile_pattern(id_pattern: str | None) -> re.Pattern | None:
     return pattern
 
 
-def student_id(name: str, pattern: re.Pattern | None) -> Identity:
-    """Who a file or folder name belongs to, by the platform's naming (see the module's doc)."""
-    if pattern is not None and (match := pattern.search(name)):
+def student_id(name: str, pattern: re.Pattern | None, folder: bool = False) -> Identity:
+    """Who a file or folder name belongs to, by the platform's naming (see the module's doc).
+    A name that fits the naming with more than one id is nobody's: it is keyed by its full name,
+    with the problem said (`Identity.problem`)."""
+    found = _by_pattern(name, pattern) if pattern is not None else []
+    if not found:
+        found = [*_canvas(name), *_moodle(name, folder), *_blackboard(name)]
+    ids = sorted({identity.id for identity in found})
+    if len(ids) == 1:
+        return found[0]
+    if len(ids) > 1:
+        return Identity(name, name, False, problem=(
+            f"{name}: this name fits the platform's naming with more than one id "
+            f"({', '.join(ids)}), so no id is guessed: it is graded as its own row, keyed by its "
+            "full name. Check whose submission it is, and grade it under that id with --id-pattern "
+            "or by renaming it."))
+    return Identity(_stem(name), _stem(name), False)
+
+
+def _by_pattern(name: str, pattern: re.Pattern) -> list[Identity]:
+    """--id-pattern: every match's `id` group (or first group), and its `name` group, if any."""
+    found = []
+    for match in pattern.finditer(name):
         groups = match.groupdict()
-        found = groups.get("id") or match.group(1)
-        if found:
-            return Identity(found, groups.get("name") or found, True)
-    if match := CANVAS.match(name):
-        return Identity(match["user"], match["name"], True, (int(match["version"]),), match["rest"])
-    if match := MOODLE.match(name):
-        display = match["name"].strip()
+        user = groups.get("id") or match.group(1)
+        if user:
+            found.append(Identity(user, groups.get("name") or user, True))
+    return found
+
+
+def _canvas(name: str) -> list[Identity]:
+    match = CANVAS.match(name)
+    if match is None:
+        return []
+    return [Identity(match["user"], match["name"], True, (int(match["version"]),), match["rest"])]
+
+
+def _moodle(name: str, folder: bool) -> list[Identity]:
+    """A folder's id is the one its name ends with; a file's, each mark with the student's full
+    name before it and a file's name after it (more than one: the name is ambiguous)."""
+    found = []
+    for start in range(1, len(name)):
+        match = MOODLE_MARK.match(name, start)
+        if match is None or (match.end() == len(name)) != folder:
+            continue
+        display = name[:start].strip()
         if display.lower() == "participant":  # blind marking: the id is all there is
             display = f"Participant {match['user']}"
-        return Identity(match["user"], display, True)
-    if match := BLACKBOARD.match(name):
-        when = int(re.sub(r"\D", "", match["when"]))
-        return Identity(match["user"], match["user"], True, (when,), match["rest"] or "")
-    stem = name
+        found.append(Identity(match["user"], display, True, file=name[match.end():]))
+    return found
+
+
+def _blackboard(name: str) -> list[Identity]:
+    mark = BLACKBOARD_MARK.search(name, 1)
+    rest = mark and BLACKBOARD_REST.fullmatch(name, mark.end())
+    if not rest:
+        return []
+    when = int(re.sub(r"[^0-9]", "", rest["when"]))
+    return [Identity(mark["user"], mark["user"], True, (when,), rest["rest"] or "")]
+
+
+def _stem(name: str) -> str:
     for suffix in SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return Identity(stem, stem, False)
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _file_identity(name: str, pattern) -> Identity:
@@ -263,7 +325,7 @@ def _from_folder(folder: Path, pattern, result: Collection) -> list[Handed]:
             if not files:
                 result.problems.append(f"{item}: no .ipynb or .py file inside; skipped")
                 continue
-            handed.append(Handed(student_id(item.name, pattern), str(item), files))
+            handed.append(Handed(student_id(item.name, pattern, folder=True), str(item), files))
         elif item.suffix.lower() in SUFFIXES:
             loose.add(student_id(item.name, pattern),
                       File(item.name, (item.stat().st_mtime,), str(item), item))
@@ -303,7 +365,8 @@ def _from_zip(archive: Path, staging: Path, pattern, result: Collection) -> list
             if len(parts) > 1:  # a folder per student
                 owner = parts[0]
                 if owner not in folders:
-                    folders[owner] = Handed(student_id(owner, pattern), f"{archive.name}:{owner}/")
+                    folders[owner] = Handed(student_id(owner, pattern, folder=True),
+                                            f"{archive.name}:{owner}/")
                 folders[owner].files.append(File("/".join(parts[1:]), (mtime,), where, target,
                                                  (archive, info)))
             else:
@@ -333,21 +396,29 @@ def _safe_name(name: str) -> str:
 def _per_student(handed: list[Handed], result: Collection,
                  exercise: str = EXERCISE) -> list[tuple[Entry, File | None]]:
     """One entry per student: the chosen file of their newest submission."""
-    # Bare names that collide are two students, never one: key them by their full names.
+    # Bare names that collide are two students, never one: key them by their full names. A bare
+    # name never takes a platform id's key: the platform's submissions keep it.
     by_id: dict[str, list[Handed]] = {}
     for submission in handed:
+        if submission.identity.problem:
+            result.problems.append(submission.identity.problem)
         by_id.setdefault(submission.identity.id, []).append(submission)
     for student_key, group in list(by_id.items()):
-        if len(group) > 1 and not all(h.identity.platform for h in group):
+        bare = [h for h in group if not h.identity.platform]
+        if len(group) > 1 and bare:
             labels = ", ".join(sorted(h.label for h in group))
             result.problems.append(
                 f"{len(group)} submissions would all be student `{student_key}` ({labels}); nothing "
                 "says they are one student's, so each is graded as its own row, keyed by its name. "
                 "Name the files by student, or pass --id-pattern.")
-            del by_id[student_key]
-            for submission in group:
+            platform = [h for h in group if h.identity.platform]
+            if platform:
+                by_id[student_key] = platform
+            else:
+                del by_id[student_key]
+            for submission in bare:
+                key = _free_key(submission.label, by_id)
                 own = Path(submission.label).name.rstrip("/") or submission.label
-                key = own if own not in by_id else submission.label
                 by_id[key] = [Handed(Identity(key, own, False), submission.label, submission.files)]
     chosen: list[tuple[Entry, File | None]] = []
     for student_key in sorted(by_id):
@@ -379,6 +450,19 @@ def _per_student(handed: list[Handed], result: Collection,
         file = choice.chosen
         chosen.append((Entry(student_key, file.path, file.source, tuple(notes), identity.name), file))
     return chosen
+
+
+def _free_key(label: str, taken: dict) -> str:
+    """A row's key from a submission's label (its own name, else the whole label), one no other
+    row has."""
+    own = Path(label).name.rstrip("/") or label
+    for key in (own, label):
+        if key not in taken:
+            return key
+    number = 2
+    while f"{label} ({number})" in taken:
+        number += 1
+    return f"{label} ({number})"
 
 
 def _extract(chosen: list[tuple[Entry, File | None]], result: Collection) -> list[Entry]:
