@@ -23,13 +23,15 @@ The items are collected under one collector for the submission file, named by st
 usual. The steps join a run that names no paths (pytest's testpaths or the current folder) or
 whose paths include the submission; `pytest tests/test_x.py::test_y` runs that test alone.
 
-The submission is graded once per session, on the first item that runs, for the steps that were
-selected; each item then passes, fails with the step's feedback and hint (no Python traceback), or
+The submission is graded once per session, before the first step runs (outside every test's
+timing: each step's time is its own grading time, not the whole grading on the first one), for the
+steps that were selected; each item then passes, fails with the step's feedback and hint (no Python traceback), or
 is skipped with the reason when the step is not implemented yet. Skipping is the default because a
 half-finished notebook is work in progress, not a failure, and pytest's `-rs` lists what is left;
 `--attention-strict` (ini `attention_strict = true`) makes a step not implemented a failure, for CI,
-so that untouched stubs are never green. The submission's notes (a cell that raised, code that was
-skipped) are printed in their own section at the end. A submission that does not exist, or a
+so that untouched stubs are never green; a skipped step is reported where the student's file
+defines it. The submission's notes (a cell that raised, code that was skipped) are printed in their
+own section at the end, by the controller too under pytest-xdist (they travel on the reports). A submission that does not exist, or a
 rubric that cannot be found or is invalid, stops the run with a usage error (exit 4); if the grader
 itself cannot run, every item fails with its message. `-p no:attention_grader` turns the plugin off.
 
@@ -150,6 +152,8 @@ class GradingPlugin:
         self.include = include  # add the steps to a run that named no paths
         self.report = None
         self.failure: str | None = None  # why the grader could not run
+        self.notes: list[str] | None = None  # the notes, as the reports brought them (xdist's controller)
+        self.lines: dict[str, int] | None = None  # each step's definition line in the submission
 
     # A path pytest is given (or finds under one it is given) that is the submission is collected
     # as the steps: so the node ids it prints can be given back to it.
@@ -171,10 +175,50 @@ class GradingPlugin:
         strict = ", strict: a step not implemented fails" if self.strict else ""
         return f"attention-grader: {self.submission} (rubric: {self.rubric}{strict})"
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        # Graded here, before the first item runs, so that no item's time holds the whole grading.
+        if not session.config.option.collectonly and any(isinstance(i, Step) for i in session.items):
+            self.grade(session)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call):
+        report = yield
+        if not isinstance(item, Step) or call.when != "call" or self.report is None:
+            return report
+        result = next((s for s in self.report.steps if s.id == item.name), None)
+        if result is not None:
+            report.duration = result.seconds  # the step's own grading time
+            if report.skipped and isinstance(report.longrepr, tuple):  # where the student defines it
+                report.longrepr = (str(item.path), self.line_of(item.name), report.longrepr[2])
+        report.attention_grader_notes = list(self.report.notes)  # serialized to xdist's controller
+        return report
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if self.notes is None and isinstance(getattr(report, "attention_grader_notes", None), list):
+            self.notes = [str(note) for note in report.attention_grader_notes]
+
+    def line_of(self, step_id: str) -> int:
+        """The line of the submission that defines the step (1 in a notebook, or when not found)."""
+        if self.lines is None:
+            from .ci import definition_line
+
+            source = ""
+            if self.submission.suffix == ".py":
+                try:
+                    source = self.submission.read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    pass
+            self.lines = {s.id: (definition_line(source, s.id) or 1) if source else 1
+                          for s in (self.report.steps if self.report else ())}
+        return self.lines.get(step_id, 1)
+
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
-        if self.report is not None and self.report.notes:
+        notes = self.report.notes if self.report is not None else self.notes
+        if notes:
             terminalreporter.section("attention-grader: notes on the submission")
-            for note in self.report.notes:
+            for note in notes:
                 terminalreporter.line(f"- {terminal(note)}")
 
     def grade(self, session: pytest.Session):
@@ -285,7 +329,9 @@ class Step(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, None, f"{self.section} {self.name}: {self.title}"
+        report = self.parent.grading.report
+        line = self.parent.grading.line_of(self.name) - 1 if report is not None else None
+        return self.path, line, f"{self.section} {self.name}: {self.title}"
 
 
 __all__ = ["GradingPlugin", "Step", "Submission"]

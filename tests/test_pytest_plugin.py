@@ -148,3 +148,43 @@ def test_under_xdist_the_submission_is_graded_once(pytester, broken, tmp_path, m
                                            "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=18, failed=1)
     assert count.read_text().splitlines() == ["graded"]
+
+
+def test_a_skipped_step_is_located_in_the_students_file(pytester, tmp_path):
+    stubbed = tmp_path / "attention.py"  # the last definition is the one that counts
+    stubbed.write_text(SOLUTIONS.read_text() + "\n\ndef gpt2_small_attention():\n    raise NotImplementedError\n")
+    line = len(stubbed.read_text().splitlines()) - 1
+    result = pytester.runpytest("--attention-submission", str(stubbed), "-rs", "-p", "no:cacheprovider",
+                                "-k", "gpt2_small_attention")
+    result.assert_outcomes(skipped=1, deselected=18)
+    result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] *{stubbed.name}:{line}: *NotImplementedError*"])
+    result.stdout.no_fnmatch_line("*pytest_plugin.py*")
+
+
+def test_each_step_is_timed_by_its_own_grading_not_the_whole(pytester, broken, tmp_path):
+    """The grading happens before the first step, outside every test's timing: each testcase's time
+    is that step's own, as the grader's report gives it."""
+    xml, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    result = pytester.runpytest("--attention-submission", str(broken), f"--junitxml={xml}",
+                                "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=18, failed=1)
+    import json
+    import subprocess
+    import sys
+
+    ran = subprocess.run([sys.executable, "-m", "grader", "check", str(broken), "--format", "json",
+                          "-o", str(report)], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert ran.returncode == 2 or report.exists(), ran.stderr
+    total = json.loads(report.read_text())["seconds"]  # the whole grading, a second or more
+    times = [float(c.get("time")) for c in ET.parse(xml).getroot().iter("testcase")]
+    assert max(times) < 0.5 * total, (times, total)
+
+
+def test_under_xdist_the_notes_are_printed_by_the_controller(pytester, tmp_path):
+    pytest.importorskip("xdist")
+    noisy = tmp_path / "noisy.py"
+    noisy.write_text(SOLUTIONS.read_text() + "\nraise ValueError('a stray cell')\n")
+    result = pytester.runpytest_subprocess("--attention-submission", str(noisy), "-n", "2",
+                                           "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=19)
+    result.stdout.fnmatch_lines(["*attention-grader: notes on the submission*", "*ValueError*a stray cell*"])
