@@ -68,7 +68,8 @@ CORPUS = [
     Hostile("recursion_blowup_in_one_step", {"softmax_naive": "error"}, feedback="RecursionError"),
     Hostile("output_flood_in_one_step", {"softmax_naive": "error"}, feedback="printed more than",
             note="All tests passed!"),
-    Hostile("monkeypatched_comparisons", {"softmax_naive": "failed"}, feedback="differs in"),
+    # its zeros are refused in the grader (grader.checks.trivial), whatever the worker's torch says
+    Hostile("monkeypatched_comparisons", {"softmax_naive": "failed"}, feedback="all zeros"),
     Hostile("lying_tensor_subclass", {"softmax_naive": "failed"}),
     Hostile("forged_report_at_import", {"softmax_naive": "failed"}),
     Hostile("imports_reference_solutions", {"softmax_naive": "error"}, feedback="out of reach",
