@@ -158,9 +158,9 @@ def computed_nothing(step: Step, spec, outcomes: list[Outcome]) -> str | None:
         if found:
             return found
         if outcome.expected.weights_ignored:
-            return (f"{outcome.title}: {outcome.expected.weights_ignored}, so its output cannot "
-                    f"show that {spec.summary}: this check counts an output your module computes "
-                    "with its weights")
+            return (f"{outcome.title}: {outcome.expected.weights_ignored}, so this check "
+                    f"({spec.summary}) cannot count its output: compute forward from the "
+                    "module's parameters")
     return None
 
 
