@@ -219,8 +219,10 @@ def student_id(name: str, pattern: re.Pattern | None, folder: bool = False) -> I
     A name that fits the naming with more than one id is nobody's: it is keyed by its full name,
     with the problem said (`Identity.problem`)."""
     found = _by_pattern(name, pattern) if pattern is not None else []
-    if not found:
-        found = [*_canvas(name), *_moodle(name, folder), *_blackboard(name)]
+    if not found and folder:  # of the platforms, only Moodle names folders
+        found = _moodle(name, folder=True)
+    elif not found:
+        found = [*_canvas(name), *_moodle(name, folder=False), *_blackboard(name)]
     ids = sorted({identity.id for identity in found})
     if len(ids) == 1:
         return found[0]
@@ -315,7 +317,7 @@ def _from_folder(folder: Path, pattern, result: Collection) -> list[Handed]:
         if item.name.startswith("."):
             continue
         if item.is_symlink():  # never followed: graded as what it is, an unreadable submission
-            loose.add(student_id(item.name, pattern),
+            loose.add(student_id(item.name, pattern, folder=item.is_dir()),
                       File(item.name, (item.lstat().st_mtime,), str(item), item, symlink=True))
         elif item.is_dir():  # one folder per student: one submission
             files = [File(f.relative_to(item).as_posix(), (f.lstat().st_mtime,), str(f), f,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import statistics
@@ -72,6 +73,7 @@ def write_gradebook(out: Path, rubric: Rubric, rows: list[Row], problems: list[s
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)
     stats = ClassStatistics(rubric, problems)
+    stats.files = feedback_names([row.student for row in rows], problems)
     maximum = sum(step.points for step in rubric.steps)
     with atomic_file(out / "grades.csv") as grades, atomic_file(out / "results.jsonl") as results:
         writer = csv.writer(grades, lineterminator="\n")
@@ -86,7 +88,7 @@ def write_gradebook(out: Path, rubric: Rubric, rows: list[Row], problems: list[s
                              csv_cell(row.status), csv_cell(row.file)])
             results.write(row.to_json(report) + "\n")
             if report is not None:
-                name = safe_filename(row.student)
+                name = stats.files[row.student]
                 write_atomically(feedback / f"{name}.md", render_markdown(report))
                 write_atomically(feedback / f"{name}.html", render_html(report))
             stats.add(row, report)
@@ -105,7 +107,38 @@ def _cell(text: str) -> str:
 
 
 def safe_filename(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "student"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100] or "student"
+
+
+def feedback_names(students: list[str], problems: list[str]) -> dict[str, str]:
+    """Each id's own feedback file name (feedback/NAME.md and .html): the id made safe for a file
+    name, unless ids would share one (`alice!` and `alice`; `Alice` and `alice` on a disk blind to
+    case): then every id of them but one that is its own safe name gets a suffix from a hash of
+    the id, and is named in `problems`. The same ids give the same names, run after run."""
+    wanted = {student: safe_filename(student) for student in students}
+    sharing = Counter(name.casefold() for name in wanted.values())
+    used = set(sharing)  # no suffixed name may be another id's own
+    names, kept = {}, set()
+    for student in sorted(wanted, key=lambda s: (wanted[s] != s, s)):  # a name's own id first
+        name = wanted[student]
+        if sharing[name.casefold()] > 1 and (name != student or name.casefold() in kept):
+            name = _suffixed(name, student, used)
+            problems.append(f"{student}: its feedback would have shared feedback/{wanted[student]}.md "
+                            f"with another student's, so it is feedback/{name}.md and .html")
+        else:
+            kept.add(name.casefold())
+        used.add(name.casefold())
+        names[student] = name
+    return names
+
+
+def _suffixed(name: str, student: str, used: set[str]) -> str:
+    """`name` with the shortest suffix from the hash of `student` that no other file has."""
+    digest = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()
+    size = 10
+    while f"{name}-{digest[:size]}".casefold() in used and size < len(digest):
+        size += 6
+    return f"{name}-{digest[:size]}"
 
 
 class ClassStatistics:
@@ -115,6 +148,7 @@ class ClassStatistics:
     def __init__(self, rubric: Rubric, problems: list[str]):
         self.rubric = rubric
         self.problems = problems
+        self.files: dict[str, str] = {}  # id -> feedback file name (feedback_names)
         self.maximum = sum(step.points for step in rubric.steps)
         self.students: list[tuple[str, str, str, str, bool]] = []  # id, name, score, status, graded
         self.graded = 0
@@ -152,7 +186,8 @@ class ClassStatistics:
 
     def roster(self) -> list[tuple[str, str, str, str, str]]:
         """(id, name, score, status, feedback file) for every student, in id order."""
-        return [(student, name, score, status, f"feedback/{safe_filename(student)}.html" if graded else "")
+        files = {s: self.files.get(s) or safe_filename(s) for s, *_ in self.students}
+        return [(student, name, score, status, f"feedback/{files[student]}.html" if graded else "")
                 for student, name, score, status, graded in sorted(self.students)]
 
     def pass_rates(self) -> list[tuple[str, float, int]]:
