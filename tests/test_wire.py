@@ -1,12 +1,17 @@
 """The wire format carries plain data only, and the grader rebuilds every tensor itself."""
 
+import contextlib
+import csv
+import io
 import json
 import struct
 
 import pytest
 import torch
+from conftest import RUBRIC, SOLUTIONS
 
-from grader import wire
+from grader import cli, load_rubric, wire
+from grader.batch.gradebook import Row
 
 
 def roundtrip(value):
@@ -107,3 +112,69 @@ def test_a_frame_larger_than_its_limit_is_refused_unread():
     with pytest.raises(wire.WireError, match="over the"):
         wire.read_frame(0, read)
     assert asked == [len(head)]  # nothing past the lengths was read
+
+
+# ---------------------------------------------------------------- a reply the grader cannot read, end to end
+
+HUGE_INT_STEP = "attention_scores"
+
+
+def returns_a_6001_digit_int() -> str:
+    """The solutions, with one step whose code lifts Python's digit limit in the worker and returns
+    an int of 6,001 digits (the grader's own process still has the limit)."""
+    return SOLUTIONS.read_text() + (
+        "\nimport sys\nsys.set_int_max_str_digits(0)\n\n\n"
+        f"def {HUGE_INT_STEP}(inputs):\n    return 10 ** 6000\n")
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main([*args, "--rubric", str(RUBRIC)])
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_a_step_returning_a_6001_digit_int_fails_with_a_reply_that_could_not_be_read(tmp_path):
+    path = tmp_path / "huge_int.py"
+    path.write_text(returns_a_6001_digit_int())
+    code, stdout, stderr = run_cli("check", str(path), "--format", "json",
+                                   "--step", HUGE_INT_STEP, "--step", "softmax_naive")
+    assert code == 1, stderr  # a step that did not pass, as for any failed step
+    steps = {step["id"]: step for step in json.loads(stdout)["steps"]}
+    assert steps[HUGE_INT_STEP]["status"] == "error"
+    assert "reply it cannot read" in steps[HUGE_INT_STEP]["feedback"]
+    assert "6,001 digits" in steps[HUGE_INT_STEP]["feedback"]
+    assert steps["softmax_naive"]["status"] == "passed"  # the next step runs in a fresh worker
+
+
+def test_a_class_with_a_6001_digit_int_beside_a_correct_submission_is_all_graded(tmp_path):
+    """`grade` marked that student "not graded" and exited 2 on every rerun."""
+    folder, out = tmp_path / "class", tmp_path / "out"
+    folder.mkdir()
+    (folder / "huge_int.py").write_text(returns_a_6001_digit_int())
+    (folder / "correct.py").write_text(SOLUTIONS.read_text())
+    rubric = load_rubric(RUBRIC)
+    maximum = sum(step.points for step in rubric.steps)
+    lost = next(step.points for step in rubric.steps if step.id == HUGE_INT_STEP)
+    for _ in range(2):  # a rerun finds nothing left to grade, and says so the same way
+        code, _, stderr = run_cli("grade", str(folder), "--out", str(out), "--jobs", "2")
+        assert code == 0, stderr  # 2 is only for a student the grader itself failed on
+    rows = {row.student: row for row in map(Row.from_json, (out / "results.jsonl").read_text().splitlines())}
+    assert {student: row.status for student, row in rows.items()} == {"correct": "graded",
+                                                                       "huge_int": "graded"}
+    assert rows["correct"].report.score == maximum
+    assert rows["huge_int"].report.score == maximum - lost
+    with open(out / "grades.csv", newline="") as grades:
+        totals = {line["id"]: float(line["total"]) for line in csv.DictReader(grades)}
+    assert totals == {"correct": maximum, "huge_int": maximum - lost}
+
+
+def test_a_step_raising_a_message_with_a_lone_surrogate_is_reported_as_utf8(tmp_path):
+    """check crashed writing the report (UnicodeEncodeError) when an exception message held one."""
+    path = tmp_path / "lone_surrogate.py"
+    path.write_text(SOLUTIONS.read_text() + (
+        f"\n\ndef {HUGE_INT_STEP}(inputs):\n    raise ValueError('bad \\ud800 value')\n"))
+    code, stdout, stderr = run_cli("check", str(path), "--step", HUGE_INT_STEP)
+    assert code == 1, stderr
+    stdout.encode("utf-8")  # what a terminal or a file takes
+    assert "ValueError: bad \N{REPLACEMENT CHARACTER} value" in stdout
