@@ -75,3 +75,30 @@ def test_what_the_reference_prints_never_reaches_the_report(tmp_path):
     assert "adds_instead" in ran.stdout  # the known mistake ran, and was named
     for said in ("REFERENCE", "MISTAKE"):
         assert said not in ran.stdout and said not in ran.stderr
+
+
+def test_what_a_course_check_prints_never_reaches_the_report(tmp_path):
+    checks = '''
+from grader.course import check
+
+
+@check("always_talks", kinds=("function",))
+def always_talks(step, rubric_check, outcomes):
+    print("COURSE CHECK SAYS: judging")
+    return "judged"
+'''
+    rubric = {**RUBRIC, "course_checks": "checks.py", "mistakes": "mistakes.py"}
+    rubric["steps"] = [{**RUBRIC["steps"][0], "points": 2,
+                        "checks": [{"check": "values", "points": 1}, {"check": "always_talks", "points": 1}]}]
+    (tmp_path / "reference.py").write_text(REFERENCE)
+    (tmp_path / "mistakes.py").write_text(MISTAKES)
+    (tmp_path / "checks.py").write_text(checks)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
+    right = tmp_path / "right.py"
+    right.write_text("def scale(x, factor=2.0):\n    return x * factor\n")
+    ran = subprocess.run([sys.executable, "-m", "grader", "check", str(right), "--format", "json",
+                          "--rubric", str(tmp_path / "config.yaml")],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert json.loads(ran.stdout)["score"] == 2
+    assert "COURSE CHECK" not in ran.stdout + ran.stderr
