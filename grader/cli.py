@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "attention-grader check attention.ipynb",
                                     "attention-grader check attention.py --step softmax_naive",
                                     "attention-grader check attention.ipynb --format json -o report.json",
-                                    "attention-grader check attention.ipynb --junit results.xml --min-score 80%"))
+                                    "attention-grader check attention.ipynb --junit results.xml "
+                                    "--min-score 80%"))
     check.add_argument("submission", help="the student's .py file or .ipynb notebook")
     check.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     check.add_argument("--format", choices=sorted(FORMATS), default="text",

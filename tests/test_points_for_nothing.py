@@ -269,7 +269,7 @@ def identity_values_points(rubric) -> float:
         if step.kind != "function":
             continue
         expected = preparer.prepare(step).expected
-        def identity(check) -> bool:
+        def identity(check, expected=expected) -> bool:
             looked_at = [e for e in expected if not check.cases or e.case.name in check.cases]
             return bool(looked_at) and all(isinstance(e.output, torch.Tensor)
                                            and torch.equal(e.output, e.args[0]) for e in looked_at)

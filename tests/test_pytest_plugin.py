@@ -152,7 +152,8 @@ def test_under_xdist_the_submission_is_graded_once(pytester, broken, tmp_path, m
 
 def test_a_skipped_step_is_located_in_the_students_file(pytester, tmp_path):
     stubbed = tmp_path / "attention.py"  # the last definition is the one that counts
-    stubbed.write_text(SOLUTIONS.read_text() + "\n\ndef gpt2_small_attention():\n    raise NotImplementedError\n")
+    stub = "\n\ndef gpt2_small_attention():\n    raise NotImplementedError\n"
+    stubbed.write_text(SOLUTIONS.read_text() + stub)
     line = len(stubbed.read_text().splitlines()) - 1
     result = pytester.runpytest("--attention-submission", str(stubbed), "-rs", "-p", "no:cacheprovider",
                                 "-k", "gpt2_small_attention")
