@@ -23,17 +23,18 @@ The items are collected under one collector for the submission file, named by st
 usual. The steps join a run that names no paths (pytest's testpaths or the current folder) or
 whose paths include the submission; `pytest tests/test_x.py::test_y` runs that test alone.
 
-The submission is graded once per session, before the first step runs (outside every test's
-timing: each step's time is its own grading time, not the whole grading on the first one), for the
-steps that were selected; each item then passes, fails with the step's feedback and hint (no Python
-traceback), or is skipped with the reason when the step is not implemented yet. Skipping is the default because a
-half-finished notebook is work in progress, not a failure, and pytest's `-rs` lists what is left;
-`--attention-strict` (ini `attention_strict = true`) makes a step not implemented a failure, for CI,
-so that untouched stubs are never green; a skipped step is reported where the student's file
-defines it. The submission's notes (a cell that raised, code that was skipped) are printed in their
-own section at the end, by the controller too under pytest-xdist (they travel on the reports). A
-submission that does not exist, or a rubric that cannot be found or is invalid, stops the run with a usage error (exit 4); if the grader
-itself cannot run, every item fails with its message. `-p no:attention_grader` turns the plugin off.
+The submission is graded once per session, before the first step runs (outside every test's timing:
+each step's time is its own grading time, not the whole grading on the first one), for the steps
+that were selected; each item then passes, fails with the step's feedback and hint (no Python
+traceback), or is skipped with the reason when the step is not implemented yet. Skipping is the
+default because a half-finished notebook is work in progress, not a failure, and pytest's `-rs`
+lists what is left; `--attention-strict` (ini `attention_strict = true`) makes a step not
+implemented a failure, for CI, so that untouched stubs are never green; a skipped step is reported
+where the student's file defines it. The submission's notes (a cell that raised, code that was
+skipped) are printed in their own section at the end, by the controller too under pytest-xdist (they
+travel on the reports). A submission that does not exist, or a rubric that cannot be found or is
+invalid, stops the run with a usage error (exit 4); if the grader itself cannot run, every item
+fails with its message. `-p no:attention_grader` turns the plugin off.
 
 Under pytest-xdist (`-n 4`) the submission is graded once for the run, not once per worker.
 """
