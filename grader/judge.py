@@ -315,7 +315,7 @@ def _predictions_with_mistakes(diagnoser, step: Step, expected, constructions):
                     with torch.no_grad():
                         for name, value in expected.weights.items():
                             parameters[name].copy_(value)
-                except Exception:  # noqa: BLE001 - a variant that cannot stand in here
+                except Exception:  # noqa: BLE001, S112 - a variant that cannot stand in here
                     continue
                 try:
                     with torch.no_grad():

@@ -57,8 +57,9 @@ def gpt2_small_attention():
 SUBMISSIONS = {
     "honest": SOURCE,
     # the transfer that returns without touching sa_v1
-    "transfer_does_nothing": replaced(SOURCE, "    with torch.no_grad():\n        sa_v1.W_query.copy_",
-                                      "    return None\n    with torch.no_grad():\n        sa_v1.W_query.copy_"),
+    "transfer_does_nothing": replaced(
+        SOURCE, "    with torch.no_grad():\n        sa_v1.W_query.copy_",
+        "    return None\n    with torch.no_grad():\n        sa_v1.W_query.copy_"),
     # new nn.Parameter objects instead of copying in place: it changes them, and rightly
     "transfer_assigns_new_parameters": replaced(
         SOURCE, "        sa_v1.W_query.copy_(sa_v2.W_query.weight.T)  # (d_in, d_out)",

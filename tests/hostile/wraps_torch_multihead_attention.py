@@ -13,7 +13,8 @@ class MultiHeadAttention(nn.Module):
                                                     add_bias_kv=qkv_bias, batch_first=True)
         self.need_weights = need_weights
         self.proj = nn.Linear(d_out, d_out)
-        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1).bool())
+        mask = torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        self.register_buffer("mask", mask.bool())
 
     def forward(self, x):
         batch_size, num_tokens, _ = x.shape
