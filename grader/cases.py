@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import importlib.util
 import math
@@ -39,6 +40,7 @@ from . import shells
 from .errors import RubricError
 from .pyparse import LOCK as PARSE_LOCK
 from .quiet import course_code
+from .registry import applies
 from .rubric import Case, Rubric, Step
 
 _RANDOM = {"randn": torch.randn, "rand": torch.rand}
@@ -130,6 +132,7 @@ class Preparer:
             where = f"steps.{step.id}.cases[{index}]"
             expected.append(self.expect(step, case, target, where))
             self.refuse_untensored(step, expected[-1], where)
+        self.refuse_failing_reference(step, expected)
         request = {
             "op": "step",
             "target": step.id,
@@ -164,6 +167,28 @@ class Preparer:
                                   f"check {check.check!r} compares tensors, but on {where} the "
                                   f"reference gives {type(plain).__name__} {plain!r:.60}; use "
                                   "`values`, which compares plain values exactly")
+
+    def refuse_failing_reference(self, step: Step, expected: list[Expected]) -> None:
+        """The reference's own answers, judged by the step's checks as a student's would be (in
+        this process: its Expected values stand in for the worker's reply): a check that fails
+        them could fail every student, so it is a rubric error naming the case and the check."""
+        from .checks import Outcome, run_checks
+
+        outcomes = [Outcome(e, reference_reply(step, e)) for e in expected]
+        results = run_checks(step, outcomes)
+        if all(result.passed or not result.judged for result in results):
+            return
+        for index, (check, result) in enumerate(zip(step.checks, results)):
+            if result.passed or not result.judged:
+                continue
+            failing = [o for o in outcomes if applies(check, o.case)
+                       and _fails_alone(step, check, outcomes, o)] or outcomes[:1]
+            case = failing[0].case
+            raise RubricError(self.rubric.path, f"steps.{step.id}.cases[{step.cases.index(case)}]",
+                              f"the reference fails its own case {case.name!r}: check "
+                              f"{check.check!r} (checks[{index}]) says: {result.message}; fix the "
+                              "reference or the case, or leave this check off the case (its "
+                              "`cases:`)")
 
     # ------------------------------------------------------------------ specs
 
@@ -499,6 +524,41 @@ class Preparer:
                 if case.replay:
                     request["replay"] = {"paths": list(case.replay), "outputs": expected.replays}
         return request
+
+
+def reference_reply(step: Step, expected: Expected):
+    """What a worker running the reference would reply on this case, built from its Expected
+    values: the CaseReply the checks take."""
+    from .replies import Built, ModuleReport, Raised, RaisedError, Returned
+
+    if expected.raised is not None:
+        return Raised(RaisedError(expected.raised, expected.raised_message))
+    if step.kind == "function":
+        return Returned(expected.output)
+    if step.kind == "procedure":
+        return Returned(None, tuple(expected.output or ()))
+    case = expected.case
+    return Built(ModuleReport(
+        class_name=step.reference_name,
+        parameters=tuple((n, tuple(p.shape), str(p.dtype)) for n, p in expected.parameters.items()),
+        buffers=tuple(expected.buffers.items()),
+        tensor_attributes=(),
+        attributes=dict(expected.attributes),
+        parameter_values=dict(expected.parameters),
+        outputs=tuple(expected.output or ()) if case.inputs else None,
+        gradients=dict(expected.gradients) if case.gradients and expected.gradients else None,
+        transposed=dict(expected.transposed)))
+
+
+def _fails_alone(step: Step, check, outcomes: list, outcome) -> bool:
+    """Whether `check` fails on the reference's `outcome` judged beside the step's other cases
+    that it does not look at (a refusal needs a valid case to count)."""
+    from .checks import run_checks
+
+    others = [o for o in outcomes if o is outcome or not applies(check, o.case)]
+    lone = dataclasses.replace(step, checks=(check,))
+    (result,) = run_checks(lone, others)
+    return not result.passed and result.judged
 
 
 def autograd(step: Step):

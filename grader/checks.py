@@ -515,8 +515,9 @@ def check_values(step: Step, check: Check, outcomes: list[Outcome]) -> str:
             difference = _compared(expected, obtained, step.atol, step.rtol)
             if difference:
                 raise CheckFailed(f"{outcome.title}: {label} {difference.text(outcome.case.visible)}")
-            if expected.numel():
-                worst = max(worst, (obtained.double() - expected.double()).abs().max().item())
+            if expected.numel():  # NaN beside the reference's NaN (or the same inf) is no difference
+                worst = max(worst, (obtained.double() - expected.double()).abs().nan_to_num(
+                    nan=0.0).max().item())
     return f"values match (largest difference {worst:.2g}, atol {step.atol:g}, rtol {step.rtol:g})"
 
 
@@ -532,7 +533,9 @@ def plain_difference(expected: Any, obtained: Any, atol: float, rtol: float, whe
         difference = _compared(expected, obtained, atol, rtol)
         return f"differs{at}: {difference.text(False)}" if difference else None
     if type(expected) is float and type(obtained) in (int, float):
-        close = abs(obtained - expected) <= atol + rtol * abs(expected) or obtained == expected
+        # NaN where the reference gives NaN is equal (as in `compare`); an infinity, the same one
+        close = abs(obtained - expected) <= atol + rtol * abs(expected) or obtained == expected \
+            or math.isnan(expected) and math.isnan(obtained)
         return None if close else f"is {obtained!r}{at}; expected {expected!r}"
     if type(obtained) is not type(expected):
         return f"is {describe_value(obtained)}{at}; expected {type(expected).__name__} {expected!r}"[:500]
