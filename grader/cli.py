@@ -254,7 +254,8 @@ def _check(args: argparse.Namespace) -> int:
     colour = args.colour == "always" or (
         args.colour == "auto" and not args.output and sys.stdout.isatty()
         and "NO_COLOR" not in os.environ)
-    text = FORMATS[args.format](report, colour=colour)
+    pictures = args.format == "text" and not args.output and sys.stdout.isatty()
+    text = FORMATS[args.format](report, colour=colour, pictures=pictures)
     text = text if text.endswith("\n") else text + "\n"
     delivered = True
     if args.output:

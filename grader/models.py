@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -31,6 +32,63 @@ class CheckResult:
         return "passed" if self.passed else "failed" if self.judged else "not_judged"
 
 
+FIGURE_SIDE = 32  # the largest matrix a figure holds, in rows and in columns
+FIGURES_PER_STEP = 2
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A failed visible case's matrix, the expected beside the obtained, for the reports to draw
+    (grader.figures builds it, grader.report.figures draws it). Values are plain floats, NaN and
+    the infinities included; `outside` marks the cells outside the step's tolerance."""
+
+    title: str  # what it shows, e.g. "case `book`: output"
+    expected: tuple[tuple[float, ...], ...]
+    obtained: tuple[tuple[float, ...], ...]
+    outside: tuple[tuple[bool, ...], ...]
+    rows: tuple[str, ...] = ()  # the rows' labels (the case's tokens); empty: their indexes
+    cols: tuple[str, ...] = ()
+    row_name: str = "row"  # what a row is, e.g. "query"
+    col_name: str = "column"  # e.g. "key"
+    kind: str = "values"  # "values", or "dropout": kept and dropped cells, with the scale
+    note: str = ""  # a sentence under the picture: the slice shown, the dropout scale
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["expected"] = [[_plain_float(x) for x in row] for row in self.expected]
+        data["obtained"] = [[_plain_float(x) for x in row] for row in self.obtained]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Figure:
+        """The figure `to_dict` gave, cut to FIGURE_SIDE rows and columns."""
+        side = FIGURE_SIDE
+
+        def matrix(rows, kind):
+            return tuple(tuple(kind(x) for x in row[:side]) for row in rows[:side])
+
+        return cls(title=str(data["title"]), expected=matrix(data["expected"], _read_float),
+                   obtained=matrix(data["obtained"], _read_float),
+                   outside=matrix(data["outside"], bool),
+                   rows=tuple(map(str, data.get("rows", ())))[:side],
+                   cols=tuple(map(str, data.get("cols", ())))[:side],
+                   row_name=str(data.get("row_name", "row")),
+                   col_name=str(data.get("col_name", "column")),
+                   kind=str(data.get("kind", "values")), note=str(data.get("note", "")))
+
+
+def _plain_float(x: float) -> float | str:
+    """A float as strict JSON holds it: NaN and the infinities as the strings "nan", "inf", "-inf"."""
+    return x if math.isfinite(x) else str(x)
+
+
+def _read_float(x: float | str) -> float:
+    """What `_plain_float` wrote, back as a float (anything else: NaN)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return float(x)
+    return float(x) if x in ("nan", "inf", "-inf") else math.nan
+
+
 @dataclass(frozen=True)
 class StepResult:
     id: str
@@ -45,6 +103,7 @@ class StepResult:
     mistake: str | None = None  # filled in by the known-mistake diagnosis
     location: str | None = None  # where the student's code raised, e.g. "code cell 5, line 3"
     seconds: float = 0.0
+    figures: tuple[Figure, ...] = ()  # pictures of a failed visible case's matrices
 
     @property
     def passed(self) -> bool:
@@ -90,7 +149,8 @@ class Report:
         data["steps"] = tuple(
             {**{f.name: getattr(step, f.name) for f in _STEP_FIELDS},
              "checks": tuple({f.name: getattr(c, f.name) for f in _CHECK_FIELDS} for c in step.checks),
-             "hints": tuple(step.hints)}
+             "hints": tuple(step.hints),
+             "figures": tuple(figure.to_dict() for figure in step.figures)}
             for step in self.steps)
         data["sandbox"] = copy.deepcopy(self.sandbox)
         return data
@@ -109,6 +169,8 @@ class Report:
         for step in data.pop("steps"):
             checks = tuple(CheckResult(**check) for check in step.pop("checks"))
             step["hints"] = tuple(step["hints"])
+            step["figures"] = tuple(Figure.from_dict(f) for f in step.get("figures", ())
+                                    )[:FIGURES_PER_STEP]
             steps.append(StepResult(checks=checks, **step))
         data["notes"] = tuple(data["notes"])
         return cls(steps=tuple(steps), **data)
@@ -126,4 +188,4 @@ def total(results: list[StepResult] | tuple[StepResult, ...]) -> tuple[float, fl
     )
 
 
-__all__ = ["STATUSES", "CheckResult", "Report", "Status", "StepResult", "total"]
+__all__ = ["STATUSES", "CheckResult", "Figure", "Report", "Status", "StepResult", "total"]

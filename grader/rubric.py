@@ -43,6 +43,17 @@ LIMIT_KEYS = ("cpu_seconds", "memory_mb", "file_size_mb", "output_kb", "processe
 
 
 @dataclass(frozen=True)
+class Labels:
+    """A case's axis labels for the pictures of its outputs: `labels: {rows: [...], cols: [...]}`
+    (a list alone labels both), and optionally what a row and a column are (`row_name: query`)."""
+
+    rows: tuple[str, ...] = ()
+    cols: tuple[str, ...] = ()
+    row_name: str = ""  # default: "query" where rows are labelled, else "row"
+    col_name: str = ""  # default: "key" where columns are labelled, else "column"
+
+
+@dataclass(frozen=True)
 class Case:
     name: str
     visible: bool
@@ -63,6 +74,8 @@ class Case:
     time_dim: int | None = None
     token_range: tuple[int, int] | None = None
     meta: bool = False  # built on the meta device on both sides: shapes only, no memory (GPT-2 sized)
+    draws: int = 0  # a sampler: called this many times under one seed, its outputs stacked
+    labels: Labels = Labels()  # the axes of the pictures of its outputs (grader.figures)
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ class Step:
     mistakes: tuple[str, ...] = ()  # known mistakes to recognise when the step fails
     hint_rules: tuple[Hint, ...] = ()  # the hints with when each fits; empty: all untagged
     grad: bool = False  # a function or procedure that trains (calls backward): run with autograd on
+    pictures: bool = True  # draw a failed visible case's matrices in the feedback (grader.figures)
 
     @property
     def tagged_hints(self) -> tuple[Hint, ...]:
@@ -169,7 +183,9 @@ CASE_KEY_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "token_range": (("class",), "it tells the look-ahead probe which token ids to draw"),
     "meta": (("class", "factory"), "it builds the module on the meta device"),
     "raises": (("function", "class", "factory"), "it expects the call to raise"),
+    "draws": (("function",), "it calls a sampler many times and counts what it draws"),
 }
+MAX_DRAWS = 100_000
 
 
 def signature_names(signature: str) -> tuple[str, ...]:
@@ -362,7 +378,7 @@ class _Validator:
             "points": True, "cases": True, "checks": True, "hints": False, "atol": False,
             "rtol": False, "timeout": False, "parameters": False, "attributes": False,
             "shells": False, "reference": False, "memory_mb": False, "cpu_seconds": False,
-            "mistakes": False, "grad": False,
+            "mistakes": False, "grad": False, "pictures": False,
         })
         step_id = self.text(data, "id", key_path)
         if not _ID.match(step_id):
@@ -430,6 +446,7 @@ class _Validator:
             mistakes=mistakes,
             hint_rules=hints,
             grad=grad,
+            pictures=self.typed(data, "pictures", key_path, bool, "true or false", True),
         )
 
     def hints(self, data: dict, key_path: str, checks: list[str], mistakes: tuple[str, ...]
@@ -467,7 +484,7 @@ class _Validator:
             "name": True, "visible": False, "seed": False, "args": False, "inputs": False,
             "weights": False, "mode": False, "replay": False, "raises": False, "let": False,
             "probes": False, "train_calls": False, "gradients": False, "time_dim": False,
-            "token_range": False, "meta": False,
+            "token_range": False, "meta": False, "draws": False, "labels": False,
         })
         for key in data:
             if key in CASE_KEY_KINDS and kind not in CASE_KEY_KINDS[key][0]:
@@ -501,6 +518,7 @@ class _Validator:
         if meta and (inputs or weights or data.get("raises")):
             self.fail(f"{key_path}.meta", "only a case that builds a module for its structure (no "
                       "inputs, weights or raises) is built on the meta device")
+        draws = self.draws(data, key_path)
         if (time_dim is not None or token_range is not None) and "look_ahead" not in probes:
             self.fail(f"{key_path}.{'time_dim' if time_dim is not None else 'token_range'}",
                       "only the look_ahead probe uses it; add `probes: [look_ahead]`")
@@ -521,7 +539,43 @@ class _Validator:
             time_dim=time_dim,
             token_range=None if token_range is None else tuple(token_range),
             meta=meta,
+            draws=draws,
+            labels=self.labels(data, key_path),
         )
+
+    def labels(self, data: dict, key_path: str) -> Labels:
+        """`labels:` of a case: a list of strings for both axes, or `{rows, cols, row_name,
+        col_name}`, each optional."""
+        value = data.get("labels")
+        if value is None:
+            return Labels()
+        where = f"{key_path}.labels"
+        if isinstance(value, list):
+            value = {"rows": value, "cols": value}
+        value = self.mapping(value, where, {"rows": False, "cols": False, "row_name": False,
+                                            "col_name": False})
+        axes = {}
+        for axis in ("rows", "cols"):
+            names = value.get(axis, [])
+            if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
+                self.fail(f"{where}.{axis}", "expected a list of labels, e.g. the tokens "
+                          '["Your", "journey", "starts"]')
+            axes[axis] = tuple(str(n) for n in names)
+        for name in ("row_name", "col_name"):
+            if not isinstance(value.get(name, ""), str):
+                self.fail(f"{where}.{name}", "expected a word, e.g. query or key")
+        return Labels(axes["rows"], axes["cols"], value.get("row_name", ""), value.get("col_name", ""))
+
+    def draws(self, data: dict, key_path: str) -> int:
+        """`draws: 2000`: the sampler is called that many times (one seed, its generator running
+        on), each call's tensor stacked into one, which `samples_match` counts."""
+        draws = self.typed(data, "draws", key_path, int, "a number of calls (an integer)", 0)
+        if "draws" in data and not 20 <= draws <= MAX_DRAWS:
+            self.fail(f"{key_path}.draws", f"expected between 20 and {MAX_DRAWS:,} calls, got "
+                      f"{draws}; a goodness-of-fit test needs enough draws to see a distribution")
+        if draws and data.get("raises"):
+            self.fail(f"{key_path}.draws", "a refusal case raises once; remove `draws` or `raises`")
+        return draws
 
     def replay(self, data: dict, key_path: str) -> tuple[str, ...]:
         """`replay: heads` or `replay: [att, ff]`: the submodules that stand in with the reference's

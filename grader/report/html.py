@@ -7,6 +7,7 @@ import re
 
 from ..models import Report, StepResult
 from ..safe_text import html_text
+from .figures import svg
 
 LABELS = {"passed": "passed", "failed": "failed", "error": "error", "timeout": "timed out",
           "missing": "missing", "not_implemented": "not implemented"}
@@ -36,6 +37,9 @@ ul.checks { padding-left: 1.2rem; }
 li.ok { color: var(--ok); } li.no { color: var(--bad); }
 .note { background: #fff8c5; padding: .5rem .8rem; border-radius: .4rem; white-space: pre-wrap; }
 .mistake { border-left: 4px solid var(--warn); padding-left: .7rem; }
+figure.picture { margin: .8rem 0; overflow-x: auto; }
+figure.picture svg { max-width: 100%; height: auto; }
+figure.picture figcaption { color: var(--muted); font-size: .85rem; }
 """
 
 
@@ -100,6 +104,14 @@ def _body(report: Report, ids: str) -> list[str]:
     return parts
 
 
+def _figure(figure) -> str:
+    """A figure's picture with its caption: what it shows, and the slice or scale it notes."""
+    caption = html_text(figure.title) + (f"; {html_text(figure.note)}" if figure.note else "")
+    return (f'<figure class="picture">{svg(figure)}<figcaption>{caption}: expected and yours on '
+            "one colour scale, then yours minus expected, the cells outside the tolerance "
+            "outlined.</figcaption></figure>")
+
+
 def _step_section(step: StepResult, ids: str = "") -> str:
     parts = [f'<section class="step" id="{ids}{html_text(step.id)}">',
              f"<h2><code>{html_text(step.id)}</code>: {html_text(step.title)} "
@@ -108,6 +120,7 @@ def _step_section(step: StepResult, ids: str = "") -> str:
         parts.append(f'<p class="mistake">Recognised mistake: <strong>{html_text(step.mistake)}'
                      "</strong></p>")
     parts.append(f"<pre>{html_text(step.feedback)}</pre>")
+    parts += [_figure(figure) for figure in step.figures]
     if step.checks:
         parts.append('<ul class="checks">')
         for check in step.checks:

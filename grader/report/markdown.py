@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..models import Report
 from ..safe_text import markdown_fence, markdown_inline
+from .figures import terminal as figure_lines
 
 ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "timeout": "⏱️", "missing": "❓",
          "not_implemented": "⬜"}
@@ -27,6 +28,11 @@ def render_markdown(report: Report, **_) -> str:
             continue
         lines += ["", f"## {ICONS[step.status]} `{step.id}`: {step.title}", ""]
         lines += markdown_fence(step.feedback)
+        for figure in step.figures:
+            drawn = figure_lines(figure)
+            if drawn:
+                lines += ["", f"{markdown_inline(figure.title)}, expected beside yours:", ""]
+                lines += markdown_fence("\n".join(drawn))
         failed = [c for c in step.checks if not c.passed]
         if failed:
             lines += [""] + [f"- **{c.name}** (0 / {c.max_score:g}): {markdown_inline(c.message)}"

@@ -7,6 +7,7 @@ import textwrap
 from .. import confine
 from ..models import Report, StepResult
 from ..safe_text import terminal
+from .figures import terminal as figure_lines
 
 SYMBOLS = {"passed": "✔", "failed": "✘", "error": "✘", "timeout": "⧗", "missing": "?",
            "not_implemented": "·"}
@@ -16,7 +17,10 @@ LABELS = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "timeout": "
           "missing": "missing", "not_implemented": "not implemented"}
 
 
-def render_text(report: Report, *, colour: bool = False, width: int = 100) -> str:
+def render_text(report: Report, *, colour: bool = False, width: int = 100,
+                pictures: bool = False, **_) -> str:
+    """The report for a terminal; `pictures`: small matrices drawn in Unicode (for a terminal
+    only: never when the output is piped or written to a file)."""
     paint = _painter(colour)
     lines = [paint("1", f"attention-grader: {terminal(report.submission)}"), ""]
     for note in report.notes:
@@ -25,6 +29,12 @@ def render_text(report: Report, *, colour: bool = False, width: int = 100) -> st
         lines.append("")
     for step in report.steps:
         lines.extend(_step_lines(step, paint, width))
+        if pictures and not step.passed:
+            for figure in step.figures:
+                drawn = figure_lines(figure)
+                if drawn:
+                    lines += [f"      {terminal(figure.title)}:"] + [f"      {terminal(line)}"
+                                                                      for line in drawn]
     counts = {status: n for status, n in report.counts().items() if n}
     summary = ", ".join(f"{n} {LABELS[s].lower()}" for s, n in counts.items())
     lines += ["", paint("1", f"Score: {report.score:g} / {report.max_score:g}") + f"  ({summary}; "
