@@ -306,7 +306,8 @@ class Preparer:
         try:
             if step.kind == "function":
                 with autograd(step):
-                    expected.output = call(target, step, names, _fresh(args))
+                    expected.output = (draw(target, step, names, args, case) if case.draws else
+                                       call(target, step, names, _fresh(args)))
             elif step.kind == "procedure":
                 fresh = [copy.deepcopy(a) for a in args]
                 with autograd(step):
@@ -506,6 +507,8 @@ class Preparer:
         request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
         if step.grad:
             request["grad"] = True  # the worker calls it with autograd on, as the reference was
+        if case.draws:
+            request["draws"] = case.draws  # called that many times, the outputs stacked
         request["arg_names"] = list(expected.arg_names)  # passed by keyword where the names fit
         request["positional"] = positional_count(step, expected.arg_names)
         if step.kind in ("class", "factory") and expected.raised is None:
@@ -588,6 +591,19 @@ def call(target, step: Step, names: tuple[str, ...], args: list[Any]):
     the first argument the case leaves out, by name after it."""
     count = positional_count(step, names)
     return target(*args[:count], **dict(zip(names[count:], args[count:])))
+
+
+def draw(target, step: Step, names: tuple[str, ...], args: list[Any], case: Case) -> torch.Tensor:
+    """A sampler's `case.draws` calls, each on fresh arguments, stacked: (draws, *its output's
+    shape). Seeded once, as the worker seeds the student's, but under a seed of its own
+    (grader.sampling): the reference's draws are a sample of its distribution, not the answer."""
+    from .sampling import REFERENCE_SEED_OFFSET
+
+    seed_cpu(case.seed + REFERENCE_SEED_OFFSET)
+    outputs = [call(target, step, names, _fresh(args)) for _ in range(case.draws)]
+    if not all(isinstance(o, torch.Tensor) and o.shape == outputs[0].shape for o in outputs):
+        raise TypeError("with `draws:`, every call returns a tensor of one shape (the ids drawn)")
+    return torch.stack([o.detach() for o in outputs])
 
 
 def meta_build(step: Step, case: Case) -> bool:

@@ -895,6 +895,37 @@ def check_param_count(step: Step, check: Check, outcomes: list[Outcome]) -> str:
     return f"{', '.join(counts)} parameters"
 
 
+def check_samples_match(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    """A sampler's draws (`draws:` calls, stacked) against the reference's own draws under other
+    seeds: a chi-square test whose false-fail rate is the check's `tolerance` (default
+    grader.sampling.ALPHA). Draws of another seed or another sampling call pass; draws from
+    another distribution fail."""
+    from .sampling import ALPHA, compare_draws
+
+    alpha = check.tolerance if check.tolerance is not None else ALPHA
+    for outcome in outcomes:
+        expected, obtained = outcome.expected.output, outcome.obtained.output
+        draws = outcome.case.draws
+        if not isinstance(obtained, torch.Tensor) or obtained.shape != expected.shape:
+            raise CheckFailed(f"{outcome.title}: {draws} calls should give {draws} tensors of the "
+                              f"reference's shape {shape_text(expected.shape[1:])}, stacked as "
+                              f"{shape_text(expected.shape)}; got {describe_value(obtained)}")
+        fit = compare_draws(obtained, expected)
+        if fit.rejected(alpha):
+            drawn = (f" (for instance {list(fit.worst)} was drawn {fit.obtained_count} times, "
+                     f"the reference's sampler drew it {fit.expected_count} times)"
+                     if outcome.case.visible else "")
+            raise CheckFailed(
+                f"{outcome.title}: your {draws} draws do not follow the reference's distribution"
+                f"{drawn}: chi-square {fit.statistic:.1f} on {fit.df} degrees of freedom, p = "
+                f"{fit.p_value:.2g}, below {alpha:g} (a sampler drawing from the right distribution "
+                f"fails this test with probability {alpha:g}); check that the temperature divides "
+                "the logits before softmax, that top-k keeps exactly k tokens, and that you draw "
+                "(torch.multinomial) rather than take the argmax")
+    return (f"the draws follow the reference's distribution (a chi-square test that a correct "
+            f"sampler fails with probability {alpha:g})")
+
+
 _MISSING = [name for name, spec in REGISTRY.items()
             if spec.function is None and f"check_{name}" not in globals()]
 if _MISSING:  # a check declared in the registry with no function is the grader's bug

@@ -87,7 +87,18 @@ _SPECS = (
     CheckSpec("gradients_flow", ("class",), "gradients",
               "every weight receives a gradient", after=("parameters",),
               needs=lambda case: case.gradients, need_text="`gradients: true`"),
+    CheckSpec("samples_match", ("function",), "returned",
+              "a sampler's draws follow the reference's distribution (a chi-square test)",
+              needs=lambda case: _draws(case) > 0, need_text="`draws: N` (e.g. `draws: 2000`)"),
 )
+# What may look at a case of many draws (`draws:`): the reference drew under seeds of its own, so
+# no draw is the reference's, and only the counts, shapes and dtypes compare.
+ON_DRAWS: frozenset[str] = frozenset({"samples_match", "shape", "dtype"})
+
+
+def _draws(case) -> int:
+    return getattr(case, "draws", 0)
+
 # The built-in checks, then any a course declares (grader.course), in the order they are judged.
 REGISTRY: dict[str, CheckSpec] = {spec.name: spec for spec in _SPECS}
 # Checks that read tensors only: a step whose reference returns a plain value (an int, a dict)
@@ -101,11 +112,14 @@ MATCHING: frozenset[str] = frozenset(spec.name for spec in _SPECS if spec.matchi
 
 def applies(check, case) -> bool:
     """Whether the rubric check `check` looks at `case`: named by the check's `cases:` (when it
-    has any), a refusal case exactly for `raises`, and carrying the probe the check needs."""
+    has any), a refusal case exactly for `raises`, a case of many draws only for the checks of
+    `ON_DRAWS`, and carrying the probe the check needs."""
     spec = REGISTRY[check.check]
     if check.cases and case.name not in check.cases:
         return False
     if (spec.name == "raises") != bool(case.raises):
+        return False
+    if _draws(case) and spec.name not in ON_DRAWS:
         return False
     return spec.needs is None or bool(spec.needs(case))
 
@@ -117,8 +131,9 @@ def missing_case_text(check) -> str:
         return "check 'raises' needs a case with `raises:`"
     if spec.needs is not None:
         return f"check {spec.name!r} needs a case with {spec.need_text}; none of its cases has one"
-    return f"check {spec.name!r} has no case to look at (refusal cases are for 'raises' only)"
+    return (f"check {spec.name!r} has no case to look at (refusal cases are for 'raises' only, "
+            "cases with `draws:` for shape, dtype and samples_match)")
 
 
-__all__ = ["EVIDENCE", "KINDS", "LAYERS", "MATCHING", "REGISTRY", "TENSOR_ONLY", "CheckSpec", "applies",
-           "missing_case_text"]
+__all__ = ["EVIDENCE", "KINDS", "LAYERS", "MATCHING", "ON_DRAWS", "REGISTRY", "TENSOR_ONLY",
+           "CheckSpec", "applies", "missing_case_text"]

@@ -216,8 +216,25 @@ class Worker:
     def call_function(self, fn, case: dict) -> dict:
         # under no_grad unless the step trains (`grad: true` in the rubric), as the reference ran
         with contextlib.nullcontext() if case.get("grad") is True else self.torch.no_grad():
-            output = self.invoke(fn, case)
+            output = self.draws(fn, case) if case.get("draws") else self.invoke(fn, case)
         return {"output": self.plain(output)}
+
+    def draws(self, fn, case: dict):
+        """A sampler called `draws` times under the case's one seed, each call on fresh copies of
+        the arguments, its outputs stacked into one tensor: (draws, *the output's shape)."""
+        outputs = []
+        for number in range(1, int(case["draws"]) + 1):
+            output = self.invoke(fn, {**case, "args": self.fresh(case.get("args", []))})
+            if not isinstance(output, self.torch.Tensor) or (
+                    outputs and output.shape != outputs[0].shape):
+                raise TypeError(f"a sampler returns a tensor of the ids it drew, of one shape on "
+                                f"every call; call {number} of {case['draws']} returned "
+                                f"{type(output).__name__}"
+                                + (f" of shape {tuple(output.shape)}" if isinstance(
+                                    output, self.torch.Tensor) else ""))
+            outputs.append(output.detach())
+        return self.torch.stack(outputs)
+
 
     def invoke(self, fn, case: dict):
         """Call `fn` with the case's arguments: by keyword where its signature has the contract's
