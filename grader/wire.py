@@ -114,17 +114,29 @@ def _decode(frame: bytes) -> object:
         raise WireError(f"header of {header_len:,} bytes, over the {MAX_HEADER_BYTES:,} limit")
     if start + blob_len != len(frame):
         raise WireError("frame not as long as its lengths say")
-    header = _json(frame[_HEADER.size : start])
+    text = frame[_HEADER.size : start]
     blobs = _split_blobs(frame, start)
-    value = _unpack(header, blobs, depth=0)
+    value = _unpack(_json(text), blobs, depth=0)
     if blobs.offset != blob_len:
         raise WireError("tensor data longer than the tensors' shapes say")
-    return value
+    return _printable_strings(value) if _SURROGATE_ESCAPE.search(text) else value
+
+
+# Every digit as "0", every other byte as " ": a header holds a run of more than MAX_INT_DIGITS
+# digits (in a number, or in a string) where its translation holds _LONG_RUN (a search in C).
+_DIGITS_AS_ZERO = bytes(ord("0") if byte in b"0123456789" else ord(" ") for byte in range(256))
+_LONG_RUN = b"0" * (MAX_INT_DIGITS + 1)
+
+
+def _has_long_digit_run(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
 
 
 def _json(data: bytes) -> object:
+    # Only a header with a long run of digits somewhere has its integers read one by one.
+    parse_int = _bounded_int if _has_long_digit_run(data) else None
     try:
-        return json.loads(data.decode(), parse_int=_bounded_int)
+        return json.loads(data.decode(), parse_int=parse_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireError(f"header is not JSON: {exc}") from None
     except RecursionError:
@@ -140,13 +152,24 @@ def _bounded_int(digits: str) -> int:
     return int(digits)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON has joined every valid pair already
+# A surrogate reaches a string only through a \uD800-\uDFFF escape (UTF-8 cannot encode one); JSON
+# joins a valid pair into one character, so what is left of one after json.loads is alone.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _text(node: str) -> str:
-    """A string as it can be printed and written: a lone surrogate (from a `\\udXXX` escape) is
-    U+FFFD."""
-    return node if node.isascii() else _LONE_SURROGATE.sub("\N{REPLACEMENT CHARACTER}", node)
+def _printable_strings(value: object) -> object:
+    """`value` with a lone surrogate in any string (one that cannot be printed or written as
+    UTF-8) replaced by U+FFFD."""
+    if type(value) is str:
+        return _LONE_SURROGATE.sub("\N{REPLACEMENT CHARACTER}", value)
+    if type(value) is list:
+        return [_printable_strings(item) for item in value]
+    if type(value) is tuple:
+        return tuple(_printable_strings(item) for item in value)
+    if type(value) is dict:
+        return {_printable_strings(k): _printable_strings(v) for k, v in value.items()}
+    return value
 
 
 def _split_blobs(frame: bytes, start: int) -> _Blobs:
@@ -173,17 +196,14 @@ class _Blobs:
         return chunk
 
 
-# What json.loads gives besides list, dict and str (ints are bounded by _bounded_int already).
-_SCALARS = frozenset({type(None), bool, int, float})
+_SCALARS = frozenset({type(None), bool, int, float, str})  # what json.loads gives besides list, dict
 
 
 def _unpack(node: object, blobs: _Blobs, depth: int) -> object:
-    # A reply is mostly numbers (shapes, sizes): they are taken as they are, inline, without a call
-    # each; a string is taken as it is when it is ASCII.
+    # A reply is mostly scalars (names, shapes, dtypes): they are taken as they are, inline, without
+    # a call each.
     if type(node) in _SCALARS:
         return node
-    if type(node) is str:
-        return _text(node)
     if depth > 32:
         raise WireError("value nested too deeply")
     if type(node) is list:
@@ -197,7 +217,7 @@ def _unpack(node: object, blobs: _Blobs, depth: int) -> object:
             if not all(type(pair) is list and len(pair) == 2 and type(pair[0]) is str
                        for pair in body):
                 raise WireError("a $dict entry that is not a [key, value] pair with a string key")
-            return {_text(k): _unpack(v, blobs, depth + 1) for k, v in body}
+            return {k: _unpack(v, blobs, depth + 1) for k, v in body}
         if tag == "$tensor" and type(body) is dict:
             return _unpack_tensor(body, blobs)
     raise WireError(f"unexpected value in frame: {str(node)[:80]}")
