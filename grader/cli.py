@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "attention-grader bundle --rubric examples/chapter4/config.yaml --out gpt-exercises/"))
     bundle.add_argument("--out", required=True, metavar="DIR", help="a new folder for the bundle")
     bundle.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
+    course_check = commands.add_parser(
+        "course-check", help="report what students checking themselves cannot see",
+        description="Grade each known mistake of the rubric (its steps' `mistakes:`) as a student, "
+        "in this process, on the visible cases alone and on all cases, and list, one a line: "
+        "mistakes only hidden cases catch, mistakes no case catches, and cases no check looks "
+        "at. Exit 1 when it finds any, else 0.",
+        **_examples("attention-grader course-check",
+                    "attention-grader course-check --rubric examples/chapter4/config.yaml"))
+    course_check.add_argument("--rubric", default=None, metavar="FILE", help=RUBRIC_HELP)
     sandbox = commands.add_parser(
         "sandbox", help="say which sandbox layers this machine gives the worker, and which it refuses",
         description="Start a worker as grading would, confine it, and list every sandbox layer: "
@@ -174,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bundle(args)
     if args.command == "sandbox":
         return _sandbox(args)
+    if args.command == "course-check":
+        return _course_check(args)
     return _check(args)
 
 
@@ -207,6 +218,18 @@ def _sandbox(args: argparse.Namespace) -> int:
         if missing:
             print(f"\nMissing required layers: {', '.join(missing)}: nothing would be graded here.")
     return 2 if missing else 0
+
+
+def _course_check(args: argparse.Namespace) -> int:
+    from .lint import main as course_check
+    from .paths import find_rubric
+    from .rubric import load_rubric
+
+    try:
+        return course_check(load_rubric(find_rubric(args.rubric)), sys.stdout)
+    except GraderError as exc:
+        say(f"error: {exc}")
+        return exc.exit_code
 
 
 def _bundle(args: argparse.Namespace) -> int:
