@@ -1,12 +1,62 @@
-"""Checks a course writes itself, in Python, beside its rubric.
+"""Checks a course writes itself, in Python, beside its rubric: the course-check API.
 
 The rubric names the file (`course_checks: course_checks.py`); each function in it decorated with
 `@check(...)` joins the registry (grader/registry.py) as a built-in check does: the same step kinds,
 layers (`after`), evidence rule and result. It runs in the grader's process, on the plain data of
-the worker's typed reply (`outcome.obtained`, `outcome.module`) and the reference's answers
-(`outcome.expected`), never in the student's process:
+the worker's typed reply and the reference's answers, never in the student's process. A check is
+`function(step, rubric_check, outcomes) -> str`: `step` is the rubric's `Step` (its `id`, `kind`,
+`arg_names`, `atol`, `rtol`), `rubric_check` the rubric's `Check` (its `points`, `tolerance`,
+`cases`), and `outcomes` one `Outcome` per case the check looks at:
 
-    from grader.course import CheckFailed, check
+    outcome.case        the rubric's Case: .name, .visible, .seed, .args (the specs as written)
+    outcome.title       "case `name`" or "hidden case `name`", for messages
+    outcome.expected    the reference's answers on the case (grader.cases.Expected):
+        .args           the arguments the grader built, in signature order (tensors, fixtures)
+        .arg_names      their names (a case may leave any out)
+        .output         a function's return value; a class's list of forward outputs, one per
+                        input; a procedure's list of each argument's parameters after the call
+        .inputs         a class's forward inputs
+        .parameters     a module's seeded initial values; .buffers their shapes
+        .raised         the exception type the reference raised (refusal cases), else None
+    outcome.obtained    what the student's code gave (grader.replies.CaseReply), one of:
+        Returned(output, shells)    a function or procedure returned (shells: each argument
+                                    after a procedure's call)
+        Built(module)               a module was built: outcome.module
+        Raised(error)               it raised: error.type, error.message, error.location
+        NotModule(type_name)        a class step's name built something that is not a module
+    outcome.module      the student's module report (grader.replies.ModuleReport) or None:
+                        .class_name, .parameters ((name, shape, dtype) each), .buffers,
+                        .attributes, .outputs (one per input), .train_outputs, .gradients,
+                        .forward_error
+
+Helpers for the common tests, each with an example:
+
+    inputs_of(outcome)                      the arguments by name
+        x = inputs_of(outcome)["x"]
+    forward_inputs(outcome)                 a class case's forward inputs
+        (x,) = forward_inputs(outcome)
+    obtained_output(outcome)                the student's value: a function's return, a
+                                            module's forward outputs; None where it raised
+        ids = obtained_output(outcome)
+    raised(outcome)                         the type of what the student's code raised, or None
+        if raised(outcome) == "ValueError": ...
+    expected_and_obtained(step, outcome)    (label, reference's tensor, student's value) per
+                                            output, structure checked (a wrong tuple fails)
+        for label, want, got in expected_and_obtained(step, outcome): ...
+    compare(want, got, atol, rtol)          None where they agree, else a Difference whose
+                                            .text(visible) says where and by how much
+        difference = compare(want, got, step.atol, step.rtol)
+    describe_value(value)                   words for a value, for messages
+        raise CheckFailed(f"{outcome.title}: got {describe_value(got)}")
+    shape_text(shape)                       a shape as Python writes a tuple: (2, 3) or (4,)
+        raise CheckFailed(f"{outcome.title}: expected {shape_text(want.shape)}")
+
+A check file:
+
+    import torch
+
+    from grader.course import (CheckFailed, check, expected_and_obtained, inputs_of,
+                               obtained_output)
 
     @check("logits_are_finite", kinds=("class",), evidence="output", after=("shape",),
            summary="the logits hold no NaN or Inf")
@@ -16,6 +66,14 @@ the worker's typed reply (`outcome.obtained`, `outcome.module`) and the referenc
                 if not torch.isfinite(obtained).all():
                     raise CheckFailed(f"{outcome.title}: {label} holds NaN or Inf")
         return "the logits are finite"
+
+    @check("keeps_the_prompt", kinds=("function",), evidence="returned")
+    def keeps_the_prompt(step, rubric_check, outcomes):
+        for outcome in outcomes:
+            prompt, ids = inputs_of(outcome)["idx"], obtained_output(outcome)
+            if not torch.equal(ids[:, : prompt.shape[1]], prompt):
+                raise CheckFailed(f"{outcome.title}: the output does not start with the prompt")
+        return "the prompt is kept"
 
 A function returns the message of a pass, raises `CheckFailed(message)` for a failure and
 `CheckNotJudged(why)` where it found no evidence it could confirm (0 points, and the reason).
@@ -35,6 +93,7 @@ import hashlib
 import importlib.util
 import sys
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from .checks import (  # the helpers a course check uses; importing it declares the built-ins
@@ -50,6 +109,36 @@ from .checks import (  # the helpers a course check uses; importing it declares 
 from .errors import RubricError
 from .quiet import course_code
 from .registry import EVIDENCE, KINDS, REGISTRY, CheckSpec
+from .replies import Built, Raised, Returned
+
+
+
+def inputs_of(outcome: Outcome) -> dict[str, Any]:
+    """The case's arguments by the signature's names, as the grader built them (the student's
+    code got copies of the same)."""
+    return dict(zip(outcome.expected.arg_names, outcome.expected.args))
+
+
+def forward_inputs(outcome: Outcome) -> list[Any]:
+    """A class case's forward inputs, in order (empty for other kinds)."""
+    return list(outcome.expected.inputs)
+
+
+def obtained_output(outcome: Outcome) -> Any:
+    """The student's value on the case: a function's or procedure's return value, a module's
+    forward outputs (a tuple, one per input); None where it raised or built no module."""
+    obtained = outcome.obtained
+    if isinstance(obtained, Returned):
+        return obtained.output
+    if isinstance(obtained, Built):
+        return obtained.module.outputs
+    return None
+
+
+def raised(outcome: Outcome) -> str | None:
+    """The type name of what the student's code raised on the case, or None."""
+    return outcome.obtained.error.type if isinstance(outcome.obtained, Raised) else None
+
 
 _PENDING: list[tuple[CheckSpec, Callable]] = []  # filled while a checks file is imported
 _SOURCES: dict[str, tuple[str, str]] = {}  # check name -> (its file's contents' digest, the file)
@@ -123,5 +212,9 @@ def _problem(spec: CheckSpec, digest: str) -> str | None:
     return None
 
 
-__all__ = ["CheckFailed", "CheckNotJudged", "Outcome", "check", "compare", "describe_value",
-           "expected_and_obtained", "load_checks", "plain_difference", "shape_text"]
+HELPERS = ("inputs_of", "forward_inputs", "obtained_output", "raised", "expected_and_obtained",
+           "compare", "describe_value", "shape_text")  # each with an example in the docstring
+
+__all__ = ["HELPERS", "CheckFailed", "CheckNotJudged", "Outcome", "check", "compare",
+           "describe_value", "expected_and_obtained", "forward_inputs", "inputs_of", "load_checks",
+           "obtained_output", "plain_difference", "raised", "shape_text"]
