@@ -16,8 +16,9 @@ downstream indexes a dict the worker built.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .safe_text import printable
 
