@@ -60,7 +60,7 @@ class Expected:
     raised: str | None = None  # the exception type the reference raised (refusal cases)
     raised_message: str = ""  # the first line of its message (a known mistake's, for diagnosis)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # loaded before forward
-    replays: list[list[torch.Tensor]] = field(default_factory=list)  # per input, per submodule
+    replays: list[list[dict]] = field(default_factory=list)  # per input, per submodule (shells)
     arg_names: tuple[str, ...] = ()  # the names of `args` (a case may leave out any of them)
     # probes: (input index, probe input index, last position that must not change) for look-ahead;
     # (input index, batch item, probe input index) for batch consistency
@@ -384,16 +384,16 @@ class Preparer:
 
     def record(self, module: nn.Module, paths: tuple[str, ...], x: torch.Tensor, where: str
                ) -> list[dict]:
-        """What each submodule at `paths` outputs, in call order, in the reference's forward on x
-        (an nn.ModuleList: each of its modules) - the stand-ins' answers (grader.shells.install)."""
+        """The stand-ins' payloads for the reference's forward on x (grader.shells.install): for
+        each submodule at `paths` (an nn.ModuleList: each of its modules), what it was given and
+        gave in each call, made into a linear answer that holds neither (stand_in_payload)."""
         recorded, hooks = [], []
 
-        def keep(into: list, given: list | None = None):
+        def keep(into: list):
             def hook(_module, args, output):
-                into.append(output.detach().clone())
-                if given is not None:
-                    given.append(args[0].detach().clone() if args and isinstance(
-                        args[0], torch.Tensor) else None)
+                given = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                into.append((None if given is None else given.detach().clone(),
+                             output.detach().clone()))
             return hook
 
         try:
@@ -410,38 +410,27 @@ class Preparer:
                     recorded.append(("each", each))
                 else:
                     calls: list = []
-                    given: list = []
-                    hooks.append(target.register_forward_hook(keep(calls, given)))
-                    recorded.append(("calls", (calls, given)))
+                    hooks.append(target.register_forward_hook(keep(calls)))
+                    recorded.append(("calls", calls))
             with torch.no_grad():
                 module(x)
         finally:
             for hook in hooks:
                 hook.remove()
         payloads = []
-        for (kind, outputs), path in zip(recorded, paths):
+        for (kind, calls), path in zip(recorded, paths):
+            seed = sum(map(ord, path)) + 7919 * len(payloads)
             if kind == "each":
-                if not all(len(calls) == 1 for calls in outputs):
+                if not all(len(one) == 1 for one in calls):
                     raise RubricError(self.rubric.path, f"{where}.replay", f"each module of {path!r} "
                                       "must be called once per forward to stand in for it")
-                payloads.append({"each": [calls[0] for calls in outputs]})
+                payloads.append({"each": [stand_in_payload(one, seed + 104729 * index)
+                                          for index, one in enumerate(calls)]})
             else:
-                outputs, given = outputs
-                if not outputs:
+                if not calls:
                     raise RubricError(self.rubric.path, f"{where}.replay", f"{path!r} is not called "
                                       "in the reference's forward")
-                payload = {"calls": outputs}
-                first_in, first_out = given[0], outputs[0]
-                if all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in given) \
-                        and first_out.is_floating_point() and first_in.dim() and first_out.dim():
-                    # the same matrix on every input of the case: a fixed linear answer around the
-                    # reference's point (see shells.Replay)
-                    generator = torch.Generator().manual_seed(
-                        sum(map(ord, path)) + 7919 * len(payloads))
-                    payload["inputs"] = given
-                    payload["jacobian"] = torch.randn(first_in.shape[-1], first_out.shape[-1],
-                                                      generator=generator) / first_in.shape[-1] ** 0.5
-                payloads.append(payload)
+                payloads.append(stand_in_payload(calls, seed))
         return payloads
 
     def refuse_idle_probes(self, expected: Expected, where: str) -> None:
@@ -562,6 +551,34 @@ def _fails_alone(step: Step, check, outcomes: list, outcome) -> bool:
     lone = dataclasses.replace(step, checks=(check,))
     (result,) = run_checks(lone, others)
     return not result.passed and result.judged
+
+
+def stand_in_payload(calls: list[tuple[torch.Tensor | None, torch.Tensor]], seed: int) -> dict:
+    """What a stand-in (grader.shells.Replay) is sent for the reference's calls of one submodule,
+    (input, output) each: a matrix J drawn from `seed` (the same for every call and input of the
+    case) and, per call, the offset output - input @ J, computed here, so that the worker gets
+    neither the reference's input nor its output, only their combination (see shells.Replay).
+    Where no linear answer fits (an input that is not a floating-point tensor with the output's
+    leading dimensions) the stand-in ignores its input and answers the recorded output."""
+    inputs = [given for given, _ in calls]
+    outputs = [output for _, output in calls]
+    first_in, first_out = inputs[0], outputs[0]
+    if not all(fits_a_linear_answer(given, output, first_in, first_out) for given, output in calls):
+        return {"calls": outputs}
+    generator = torch.Generator().manual_seed(seed)
+    jacobian = (torch.randn(first_in.shape[-1], first_out.shape[-1], generator=generator)
+                / first_in.shape[-1] ** 0.5).to(first_in.dtype)
+    return {"calls": [output - given @ jacobian for given, output in calls], "jacobian": jacobian}
+
+
+def fits_a_linear_answer(given, output: torch.Tensor, first_in, first_out: torch.Tensor) -> bool:
+    """A call whose answer can be output + (x - given) @ J, with one J for all the calls: input and
+    output floating-point tensors of the same leading dimensions, of the first call's features."""
+    return (isinstance(given, torch.Tensor) and isinstance(first_in, torch.Tensor)
+            and given.is_floating_point() and output.is_floating_point()
+            and given.dim() > 0 and output.dim() > 0 and given.shape[:-1] == output.shape[:-1]
+            and given.shape[-1] == first_in.shape[-1] and output.shape[-1] == first_out.shape[-1]
+            and given.dtype == first_in.dtype == output.dtype)
 
 
 def autograd(step: Step):

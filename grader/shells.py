@@ -3,8 +3,10 @@
 Neither holds any solution code. A *shell* is a module with only the parameters the contract names
 (a SelfAttention_v2 shell has W_query/W_key/W_value as nn.Linear and nothing else), so a step that
 takes modules as arguments (transfer_weights_v2_to_v1) is graded without the student's own classes.
-A *replay* stands in for a submodule and returns outputs the grader chose, so a step that combines
-submodules (MultiHeadAttentionWrapper's heads) is graded without the student's CausalAttention.
+A *replay* stands in for a submodule with a linear answer the grader chose, so a step that
+combines submodules (MultiHeadAttentionWrapper's heads, a block's norms and feed-forward network)
+is graded without the student's own submodules; it holds nothing that gives back what the
+reference computed (see Replay).
 Loaded by file path in the worker, so it imports only torch.
 """
 
@@ -37,40 +39,64 @@ def build_shell(class_name: str, layout: dict) -> nn.Module:
 
 
 class Replay(nn.Module):
-    """Returns the next of the outputs it was given; counts its calls.
+    """Stands in for a submodule: answers `offset + x @ jacobian`, one offset per call (the last
+    one again for any later call), and counts its calls.
 
-    Given the inputs the reference's submodule got (`inputs`) and a fixed matrix (`jacobian`, (in
-    features, out features)), it answers recorded output + (x - recorded input) @ jacobian: exactly
-    the recorded output where the code before it is right, and an output that differs, in a way the
-    grader predicts from the reference alone, where it is not. A stand-in so never hides a mistake
-    upstream of it, and gradients still reach the weights before it."""
+    The grader chooses `jacobian` (in features, out features) and computes each offset from the
+    reference's recorded call as recorded output - recorded input @ jacobian (grader.cases, before
+    anything is sent), so the answer is exactly the reference's output where the code before the
+    stand-in is right, and differs, in a way the grader predicts from the reference alone, where it
+    is not; gradients still reach the weights before it.
 
-    def __init__(self, outputs: list[torch.Tensor], inputs: list[torch.Tensor] | None = None,
-                 jacobian: torch.Tensor | None = None):
+    Everything here is readable by the student's code in the worker (attributes, closures,
+    gc.get_objects()), so a Replay holds nothing the reference computed in a form that gives it
+    back: not the recorded input (a composite that fed it on would skip the work before the
+    stand-in), not the recorded output. An offset is one equation in both of them, so neither can
+    be recovered from it; x @ jacobian + offset is what calling the stand-in gives anyway.
+
+    A wrapper's heads are stood in for the same way, each with its own jacobian. They used to
+    answer their recorded output whatever they were given. That output alone reproduces nothing
+    the wrapper must compute (it is what calling the head gives; the wrapper's work is giving each
+    head its input and concatenating the answers), but a head that ignores its input cannot show
+    that the wrapper gave it one: a wrapper that concatenated what its heads held, or what they
+    gave on zeros, earned `values`. A linear head gives the reference's output only on the
+    wrapper's input.
+
+    Without a jacobian (the reference's input was not a floating-point tensor with the output's
+    leading dimensions, so no linear answer fits) the offset is the recorded output itself and
+    the input is ignored: holding it gives nothing that calling the stand-in does not, but nothing
+    before such a stand-in is checked through it."""
+
+    def __init__(self, offsets: list[torch.Tensor], jacobian: torch.Tensor | None = None):
         super().__init__()
-        self.outputs = list(outputs)
-        self.inputs = list(inputs) if inputs is not None else None
+        self.offsets = list(offsets)
         self.jacobian = jacobian
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        index = min(self.calls, len(self.outputs) - 1)
+        index = min(self.calls, len(self.offsets) - 1)
         self.calls += 1
-        output = self.outputs[index].clone()
-        if self.inputs is None or self.jacobian is None:
-            return output  # the input is ignored (a wrapper's heads all get the wrapper's input)
-        recorded = self.inputs[index]
-        if not isinstance(x, torch.Tensor) or x.shape != recorded.shape:
+        offset = self.offsets[index].clone()
+        if self.jacobian is None:
+            return offset
+        expected = (*offset.shape[:-1], self.jacobian.shape[0])
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != expected:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"the grader's stand-in for this submodule was given an input of shape "
-                             f"{got}; the reference gives it {tuple(recorded.shape)}")
-        return output + (x - recorded) @ self.jacobian
+                             f"{got}; the reference gives it {expected}")
+        return offset + x @ self.jacobian
+
+
+def replay(payload: dict) -> Replay:
+    """The stand-in a payload describes: {"calls": [offset, ...], "jacobian": J} (or no jacobian)."""
+    return Replay(payload["calls"], payload.get("jacobian"))
 
 
 def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
-    """Install the stand-ins for one input: at each path, `{"each": [...]}` replaces every module of
-    an nn.ModuleList by a Replay of one output (the wrapper's heads); `{"calls": [...]}` replaces the
-    submodule itself by a Replay of its outputs, in call order (a block's `att`, a model's blocks)."""
+    """Install the stand-ins for one input: at each path, `{"each": [payload, ...]}` replaces every
+    module of an nn.ModuleList by the Replay of its own payload (the wrapper's heads);
+    `{"calls": [...], "jacobian": J}` replaces the submodule itself by one Replay of its calls, in
+    call order (a block's `att`, a model's blocks)."""
     for path, payload in zip(paths, payloads):
         if "each" in payload:
             install_replays(module, path, payload["each"])
@@ -84,12 +110,11 @@ def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
         if not present:
             raise TypeError(f"the grader stands in for your `{path}` to grade this module on its "
                             f"own, so it must be a submodule called `{path}`; yours has none")
-        parent._modules[name] = Replay(payload["calls"], payload.get("inputs"),
-                                       payload.get("jacobian"))
+        parent._modules[name] = replay(payload)
 
 
-def install_replays(module: nn.Module, path: str, outputs: list[torch.Tensor]) -> None:
-    """Replace each module of the nn.ModuleList at `path` by a Replay of one output."""
+def install_replays(module: nn.Module, path: str, payloads: list[dict]) -> None:
+    """Replace each module of the nn.ModuleList at `path` by the Replay of its payload."""
     try:
         container = module.get_submodule(path)
     except AttributeError:
@@ -99,8 +124,8 @@ def install_replays(module: nn.Module, path: str, outputs: list[torch.Tensor]) -
         raise TypeError(f"the grader stands in for each of your `{path}` to grade this module on "
                         f"its own, so `{path}` must be an nn.ModuleList of the head modules; "
                         f"yours is {found}")
-    if len(container) != len(outputs):
+    if len(container) != len(payloads):
         raise ValueError(f"`{path}` holds {len(container)} modules; the grader expected "
-                         f"{len(outputs)}, one per head (num_heads)")
-    for index, output in enumerate(outputs):
-        container[index] = Replay([output])
+                         f"{len(payloads)}, one per head (num_heads)")
+    for index, payload in enumerate(payloads):
+        container[index] = replay(payload)
