@@ -93,8 +93,8 @@ import hashlib
 import importlib.util
 import sys
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .checks import (  # the helpers a course check uses; importing it declares the built-ins
     CheckFailed,
@@ -110,7 +110,6 @@ from .errors import RubricError
 from .quiet import course_code
 from .registry import EVIDENCE, KINDS, REGISTRY, CheckSpec
 from .replies import Built, Raised, Returned
-
 
 
 def inputs_of(outcome: Outcome) -> dict[str, Any]:

@@ -89,7 +89,8 @@ _SPECS = (
               needs=lambda case: case.gradients, need_text="`gradients: true`"),
     CheckSpec("samples_match", ("function",), "returned",
               "a sampler's draws follow the reference's distribution (a chi-square test)",
-              needs=lambda case: _draws(case) > 0, need_text="`draws: N` (e.g. `draws: 2000`)"),
+              needs=lambda case: _draws(case) > 0, need_text="`draws: N` (e.g. `draws: 2000`)",
+              matching=True),
 )
 # What may look at a case of many draws (`draws:`): the reference drew under seeds of its own, so
 # no draw is the reference's, and only the counts, shapes and dtypes compare.

@@ -11,7 +11,7 @@ import grader.course
 from grader import load_rubric
 from grader.cases import Expected
 from grader.checks import Outcome
-from grader.course import (HELPERS, forward_inputs, inputs_of, obtained_output, raised)
+from grader.course import HELPERS, forward_inputs, inputs_of, obtained_output, raised
 from grader.replies import Built, ModuleReport, Raised, RaisedError, Returned
 from grader.rubric import Case
 

@@ -48,9 +48,24 @@ LOGITS = [[1.5, 1.2, 0.9, 0.6, 0.4, -0.5]]
 TEMPERATURE, TOP_K, DRAWS = 0.5, 4, 2000
 
 
+WRONG = {"temperature_after_softmax": TEMPERATURE_AFTER_SOFTMAX, "top_k_plus_one": TOP_K_PLUS_ONE,
+         "argmax": ARGMAX}
+
+
+def mistakes_file() -> str:
+    """The known mistakes, each the wrong sampler of that name (grader/diagnose.py's format)."""
+    parts = ["from types import SimpleNamespace\n"]
+    for name, source in WRONG.items():
+        parts.append(source.replace("def sample_next(", f"def {name}("))
+    parts.append("MISTAKES = {name: SimpleNamespace(title=name, explanation=name, hint=name, "
+                 "implementations={'sample_next': (globals()[name],)}) for name in "
+                 f"{list(WRONG)!r}}}\n")
+    return "\n".join(parts)
+
+
 def rubric_data(draws=DRAWS, checks=None):
     return {
-        "rubric": 1, "title": "sampling", "reference": "reference.py",
+        "rubric": 1, "title": "sampling", "reference": "reference.py", "mistakes": "mistakes.py",
         "steps": [
             {"id": "sample_next", "title": "sample", "section": "1", "kind": "function",
              "signature": "sample_next(logits, temperature=1.0, top_k=None)", "points": 3,
@@ -59,13 +74,15 @@ def rubric_data(draws=DRAWS, checks=None):
                         "args": {"logits": {"tensor": LOGITS}, "temperature": TEMPERATURE,
                                  "top_k": TOP_K}}],
              "checks": checks or [{"check": "shape", "points": 1},
-                                  {"check": "samples_match", "points": 2}]},
+                                  {"check": "samples_match", "points": 2}],
+             "mistakes": list(WRONG)},
         ],
     }
 
 
 def write_course(folder, data):
     (folder / "reference.py").write_text(REFERENCE)
+    (folder / "mistakes.py").write_text(mistakes_file())
     (folder / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return folder / "config.yaml"
 
@@ -135,6 +152,7 @@ def test_a_sampler_drawing_from_another_distribution_fails(reports, name, wrong)
     assert not check.passed and check.score == 0, check.message
     assert "do not follow the reference's distribution" in check.message
     assert f"probability {ALPHA:g}" in check.message
+    assert reports[name].steps[0].mistake == name  # its own distribution names the mistake
 
 
 def false_fails(rubric, runs: int, draws: int, alpha: float) -> int:
@@ -142,7 +160,7 @@ def false_fails(rubric, runs: int, draws: int, alpha: float) -> int:
     many times samples_match fails it."""
     step = rubric.steps[0]
     preparer = Preparer(rubric, load_reference(rubric.reference))
-    target = getattr(preparer.reference, "sample_next")
+    target = preparer.reference.sample_next
     check = dataclasses.replace(next(c for c in step.checks if c.check == "samples_match"),
                                 tolerance=alpha)
     judged = dataclasses.replace(step, checks=(check,))
