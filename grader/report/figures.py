@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from ..models import Figure
 from ..safe_text import html_text
+from ..safe_text import terminal as terminal_text
 
 FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
 INK, MUTED, PAPER = "#1f2328", "#57606a", "#ffffff"
@@ -247,7 +248,8 @@ def terminal(figure: Figure) -> list[str]:
     if not n_rows or not n_cols or n_rows > TERMINAL_SIDE or n_cols > TERMINAL_SIDE:
         return []
     low, high = _range([x for row in figure.expected + figure.obtained for x in row])
-    rows = [_label(r)[:8] for r in figure.rows] or [str(i) for i in range(n_rows)]
+    rows = [terminal_text(_label(r), newlines=False)[:8] for r in figure.rows] or [
+        str(i) for i in range(n_rows)]
     pad = max(len(r) for r in rows)
     head = " " * pad + " " + "expected".ljust(2 * n_cols) + "   yours"
     lines = [head]
