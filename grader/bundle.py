@@ -70,9 +70,9 @@ def build_bundle(rubric: Rubric, out: Path) -> list[Path]:
                     step, case, variant, f"{step.id}.{case.name}", tolerant=True))
                     for case in step.cases] for variant in variants],
             }
-        stored[step.id] = {"request": item.request,
-                           "expected": [_expected_record(step, e) for e in item.expected],
-                           "mistakes": mistakes}
+        stored[step.id] = _compacted({"request": item.request,
+                                      "expected": [_expected_record(step, e) for e in item.expected],
+                                      "mistakes": mistakes}, rubric, step)
     out.mkdir(parents=True, exist_ok=True)
     data = wire.encode(stored)
     (out / EXPECTED_FILE).write_bytes(data)
@@ -151,9 +151,9 @@ def _expected_record(step: Step, expected) -> dict:
     record["args"] = [_as_fixture_marker(a) for a in expected.args]
     record["arg_names"] = list(expected.arg_names)
     if step.kind == "procedure":
-        record["args"] = []  # reference modules; the stored request carries their weights
-        if expected.output is not None:
-            record["output"] = [{k: v.detach() for k, v in params.items()} for params in expected.output]
+        record["args"] = []  # the stored request carries them (a module as a shell)
+        if expected.output is not None:  # each argument after the call, already detached
+            record["output"] = list(expected.output)
     record["buffers"] = {k: list(v) for k, v in expected.buffers.items()}
     record["look_ahead"] = [list(t) for t in expected.look_ahead]
     record["batch_items"] = [list(t) for t in expected.batch_items]
@@ -222,6 +222,88 @@ def _student_hints(hints: list, checks: set[str]) -> list:
 # ------------------------------------------------------------------------------ grading from one
 
 
+# A factory case's confirmation (grader.engine.predicted) gives the module seeded random weights:
+# GPT-2 small's 2.4 million numbers, in the request and again in the expected answer, made a
+# bundle's answers 30 MB. They are stored as the recipe that makes them, checked to make exactly
+# them before it replaces them, and the case's input, the same tensor in both, once.
+_SEEDED = "$seeded_randn"
+_SAME_INPUTS = "$request_inputs"
+
+
+def _seeded_weights(seed: int, scale: float, shapes: list, then: list | None = None) -> list:
+    """randn * scale for each shape, drawn in order from one generator seeded with `seed`; and
+    after them, where `then` gives a shape, the input drawn next (randn, unscaled), as
+    grader.engine._predict draws a linear layer's input."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    drawn = [torch.randn(tuple(shape), generator=generator) * scale for shape in shapes]
+    return drawn + ([torch.randn(tuple(then), generator=generator)] if then is not None else [])
+
+
+def _compacted(stored: dict, rubric: Rubric, step: Step) -> dict:
+    """A step's stored answers with each factory case's seeded weights as their recipe."""
+    import torch
+
+    if step.kind != "factory":
+        return stored
+    scale = rubric.defaults.weight_scale
+    cases = [dict(c) for c in stored["request"]["cases"]]
+    records = [dict(r) for r in stored["expected"]]
+    for case, record, spec in zip(cases, records, step.cases):
+        weights = case.get("weights")
+        if not isinstance(weights, dict) or not weights:
+            continue
+        shapes = [list(w.shape) for w in weights.values()]
+        drawn = _seeded_weights(spec.seed + 1, scale, shapes)
+        if not all(torch.equal(a, b) for a, b in zip(drawn, weights.values())):
+            continue  # not what the recipe makes: kept as it is
+        recipe = {_SEEDED: {"seed": spec.seed + 1, "scale": scale, "names": list(weights),
+                            "shapes": shapes}}
+        case["weights"] = recipe
+        if record.get("weights") and list(record["weights"]) == list(weights) and all(
+                torch.equal(a, b) for a, b in zip(record["weights"].values(), weights.values())):
+            record["weights"] = recipe
+        inputs = record.get("inputs")
+        if inputs and len(inputs) == len(case.get("inputs", [])) and all(
+                torch.equal(a, b) for a, b in zip(inputs, case["inputs"])):
+            record["inputs"] = _SAME_INPUTS
+        sent = case.get("inputs") or []
+        if len(sent) == 1 and sent[0].is_floating_point():  # the input drawn next, if it is
+            shape = list(sent[0].shape)
+            if torch.equal(_seeded_weights(spec.seed + 1, scale, shapes, shape)[-1], sent[0]):
+                case["inputs"] = {_SEEDED: {**recipe[_SEEDED], "input": shape}}
+    return {**stored, "request": {**stored["request"], "cases": cases}, "expected": records}
+
+
+def _expanded(stored: dict, rubric: Rubric) -> dict:
+    """The stored answers as they were computed: each recipe made into its weights again."""
+    def weights(value):
+        if isinstance(value, dict) and set(value) == {_SEEDED}:
+            recipe = value[_SEEDED]
+            drawn = _seeded_weights(int(recipe["seed"]), float(recipe["scale"]), recipe["shapes"])
+            return dict(zip(recipe["names"], drawn))
+        return value
+
+    def inputs(value):
+        if isinstance(value, dict) and set(value) == {_SEEDED}:
+            recipe = value[_SEEDED]
+            return [_seeded_weights(int(recipe["seed"]), float(recipe["scale"]), recipe["shapes"],
+                                    recipe["input"])[-1]]
+        return value
+
+    cases = [{**c, "weights": weights(c["weights"])} if "weights" in c else c
+             for c in stored["request"].get("cases", [])]
+    cases = [{**c, "inputs": inputs(c["inputs"])} if "inputs" in c else c for c in cases]
+    records = []
+    for case, record in zip(cases, stored["expected"]):
+        record = {**record, "weights": weights(record.get("weights", {}))}
+        if record.get("inputs") == _SAME_INPUTS:
+            record["inputs"] = [x.clone() for x in case.get("inputs", [])]
+        records.append(record)
+    return {**stored, "request": {**stored["request"], "cases": cases}, "expected": records}
+
+
 class StoredAnswers:
     """The precomputed answers of a bundle, checked against the checksum in its rubric."""
 
@@ -247,6 +329,7 @@ class StoredAnswers:
             if record is None:
                 raise RubricError(self.rubric.path, f"steps.{step.id}",
                                   f"no stored answers for this step in {self.rubric.expected.name}")
+            record = _expanded(record, self.rubric)
             expected = [self._expected(step, r) for r in record["expected"]]
             prepared.append(PreparedStep(step, record["request"], expected))
         return prepared, _StoredDiagnoser(self)

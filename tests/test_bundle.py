@@ -97,3 +97,31 @@ def test_a_tampered_answer_file_is_refused(bundle, tmp_path):
     result = run_from_bundle(copy, SOLUTIONS)
     assert result.returncode == 2
     assert "does not match its checksum" in result.stderr
+
+
+def _same(a, b) -> bool:
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_a_factorys_seeded_weights_travel_as_their_recipe_and_come_back_the_same(rubric):
+    """GPT-2 small's confirmation weights (2.4 million numbers) are stored as the recipe that makes
+    them, and read back as exactly the tensors the course computed, through the bundle's own wire."""
+    from grader import wire
+    from grader.bundle import _compacted, _expanded, _expected_record
+    from grader.engine import prepare
+
+    step = rubric.step("gpt2_small_attention")
+    (item,), _ = prepare(rubric, [step])
+    stored = {"request": item.request, "expected": [_expected_record(step, e) for e in item.expected],
+              "mistakes": {}}
+    full, compact = wire.encode(stored), wire.encode(_compacted(stored, rubric, step))
+    assert len(compact) < len(full) / 4, (len(compact), len(full))
+    assert _same(_expanded(wire.decode(compact), rubric), wire.decode(full))
