@@ -16,6 +16,9 @@ on the grader's own seeded inputs. Tensor specs in the rubric:
     {softmax: SPEC}, {stack: [SPEC, SPEC]}
     {reference: NAME, args: [SPEC, ...]}   what the reference function NAME returns
     {module: NAME, init: {...}}      a reference module (procedures only): sent as a shell
+                                     (its nn.Linear layers and own parameters); a procedure's
+                                     other arguments travel as values, and each comes back
+                                     after the call (a module's parameters, a tensor's values)
     3, 0.5, true                     plain numbers pass through
 """
 
@@ -309,10 +312,10 @@ class Preparer:
                     expected.output = (draw(target, step, names, args, case) if case.draws else
                                        call(target, step, names, _fresh(args)))
             elif step.kind == "procedure":
-                fresh = [copy.deepcopy(a) for a in args]
+                fresh = _fresh(args)
                 with autograd(step):
                     call(target, step, names, fresh)
-                expected.output = [dict(m.named_parameters()) for m in fresh]
+                expected.output = [state_after(a) for a in fresh]
             else:
                 self.expect_module(step, case, target, args, expected, generator, where, replays)
                 if not tolerant:
@@ -483,17 +486,49 @@ class Preparer:
             expected.inputs.append(x.clone())
             expected.repeats.append((0, len(expected.inputs) - 1))
 
+    def refuse_unsendable(self, step: Step, value: Any, where: str) -> None:
+        """An argument the worker could not be given as the reference was: a module a shell cannot
+        hold (a procedure's), or a value the wire cannot carry (an object of a course's class)."""
+        from . import wire
+
+        if isinstance(value, nn.Module):
+            if getattr(value, "_grader_fixture", None) is not None:
+                return
+            if step.kind != "procedure":
+                raise RubricError(self.rubric.path, where, f"is a {type(value).__name__} module, "
+                                  "which a function is not sent; give it as a course fixture "
+                                  "({fixture: FILE.py:CLASS, init: {...}})")
+            problem = shell_problem(value)
+            if problem:
+                raise RubricError(self.rubric.path, where, f"the {type(value).__name__} cannot be "
+                                  f"sent as a shell: {problem}. A procedure's module argument "
+                                  "travels as its nn.Linear layers and own parameters; give any "
+                                  "other module as a course fixture ({fixture: FILE.py:CLASS, "
+                                  "init: {...}}), which the worker builds from the course's source")
+            return
+        if isinstance(value, torch.Tensor) and value.dtype in _DTYPES.values():
+            return
+        try:
+            wire.encode(value)
+        except wire.WireError as exc:
+            raise RubricError(self.rubric.path, where, f"cannot be sent to the worker ({exc}): an "
+                              "argument is a tensor, a number, a string, or a list, tuple or "
+                              "mapping of them; build anything else from them in a fixture") from None
+
     # ------------------------------------------------------------------ requests
 
     def case_request(self, step: Step, expected: Expected) -> dict:
         case = expected.case
         request: dict[str, Any] = {"seed": case.seed}
-        if step.kind == "procedure":
-            request["shells"] = [
-                {"class": type(m).__name__, "layout": shell_layout(m)} for m in expected.args
-            ]
-            return request
-        request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
+        where = f"steps.{step.id}.cases[{step.cases.index(case)}].args"
+        for name, value in zip(expected.arg_names, expected.args):
+            self.refuse_unsendable(step, value, f"{where}.{name}")
+        if step.kind == "procedure":  # a module as a shell, a fixture as its marker, any value as it is
+            request["args"] = [{"$shell": {"class": type(a).__name__, "layout": shell_layout(a)}}
+                               if isinstance(a, nn.Module) and getattr(a, "_grader_fixture", None) is None
+                               else _as_fixture_marker(a) for a in _fresh(expected.args)]
+        else:
+            request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
         if step.grad:
             request["grad"] = True  # the worker calls it with autograd on, as the reference was
         if case.draws:
@@ -694,6 +729,25 @@ def transposed_outputs(module: nn.Module, x: torch.Tensor, names: list[str]) -> 
         if isinstance(after, torch.Tensor) and not torch.allclose(before, after, equal_nan=True):
             found[name] = after
     return found
+
+
+def shell_problem(module: nn.Module) -> str:
+    """What of `module` a shell (grader.shells.build_shell) would not hold, or ""."""
+    for name, child in module.named_children():
+        if not isinstance(child, nn.Linear):
+            return f"its submodule `{name}` is a {type(child).__name__}, not an nn.Linear"
+    buffers = [name for name, _ in module.named_buffers()]
+    if buffers:
+        return f"it holds the buffer `{buffers[0]}`"
+    return ""
+
+
+def state_after(value: Any) -> Any:
+    """An argument's state after a procedure's call, as the checks compare it: a module's
+    parameters by name, any other value as it is (a snapshot)."""
+    if isinstance(value, nn.Module):
+        return {name: p.detach().clone() for name, p in value.named_parameters()}
+    return _fresh_one(value)
 
 
 def shell_layout(module: nn.Module) -> dict:

@@ -319,11 +319,9 @@ def expected_and_obtained(step: Step, outcome: Outcome) -> list[tuple[str, torch
         return [(f"forward output {i}" if len(expected) > 1 else "forward output", e, g)
                 for i, (e, g) in enumerate(zip(expected, got))]
     if step.kind == "procedure":
-        triples = []
-        for name, exp_params, got_params in zip(step.arg_names, expected, obtained.shells):
-            for pname, e in exp_params.items():
-                triples.append((f"{name}.{pname}", e.detach(), got_params.get(pname)))
-        return triples
+        names = outcome.expected.arg_names or step.arg_names
+        return [triple for name, want, got in zip(names, expected, obtained.shells)
+                for triple in argument_triples(name, want, got)]
     got = obtained.output
     if isinstance(expected, tuple):
         if not isinstance(got, tuple) or len(got) != len(expected):
@@ -331,6 +329,19 @@ def expected_and_obtained(step: Step, outcome: Outcome) -> list[tuple[str, torch
                               f"got {describe_value(got)}")
         return [(label, e, g) for (label, e), g in zip(labelled(expected), got)]
     return [("output", expected, got)]
+
+
+def argument_triples(name: str, expected: Any, obtained: Any) -> list[tuple[str, torch.Tensor, Any]]:
+    """A procedure's argument after the call, as (label, the reference's, the student's): a
+    tensor itself, a module's parameters (or a mapping's tensors) each by name; a plain value
+    (a number, a string) cannot change and is not compared."""
+    if isinstance(expected, torch.Tensor):
+        return [(name, expected, obtained)]
+    if isinstance(expected, dict):
+        got = obtained if isinstance(obtained, dict) else {}
+        return [(f"{name}.{key}", value, got.get(key)) for key, value in expected.items()
+                if isinstance(value, torch.Tensor)]
+    return []
 
 
 def describe_value(value: Any) -> str:

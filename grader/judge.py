@@ -21,6 +21,7 @@ from .checks import (
     NOT_JUDGED,
     Outcome,
     absent_parameter,
+    argument_triples,
     call_text,
     compare,
     describe_value,
@@ -217,7 +218,7 @@ def _doubt(step: Step, outcome: Outcome, sent: dict, diagnoser=None) -> tuple[st
     points, and whether that is judged (the code did nothing: failed) or not (not confirmed:
     not judged); None when nothing is in doubt."""
     if step.kind == "procedure" and isinstance(outcome.obtained, Returned):
-        return _did_nothing(step, outcome, sent.get("shells", []))
+        return _did_nothing(step, outcome, sent.get("args", []))
     if step.kind != "factory" or not isinstance(outcome.obtained, Built):
         return None
     if not outcome.expected.inputs:  # built on the meta device: nothing runs, nothing to confirm
@@ -369,29 +370,45 @@ def _gave_result(step: Step, outcome: Outcome, diagnoser=None) -> bool:
     return step.kind != "factory" or _prediction_missed(step, outcome, diagnoser) is None
 
 
-def _did_nothing(step: Step, outcome: Outcome, sent: list[dict]) -> tuple[str, bool] | None:
-    """A procedure whose arguments (the shells `sent`) came back exactly as the grader sent them,
-    in every parameter that the reference's procedure changes: it did nothing to credit."""
+def _did_nothing(step: Step, outcome: Outcome, sent: list) -> tuple[str, bool] | None:
+    """A procedure whose arguments (as `sent`) came back exactly as the grader sent them, in
+    everything that the reference's procedure changes (a module's parameters, a tensor's
+    values): it did nothing to credit."""
     if not sent or outcome.expected.output is None:
         return None
+    names = outcome.expected.arg_names or step.arg_names
     changed, kept = [], []
-    for name, shell, after, reference in zip(step.arg_names, sent, outcome.obtained.shells,
+    for name, given, after, reference in zip(names, sent, outcome.obtained.shells,
                                              outcome.expected.output):
-        before = _shell_parameters(shell["layout"])
-        for parameter, value in before.items():
-            wanted = reference.get(parameter)
-            if wanted is None or torch.equal(wanted.detach(), value):
+        before = _sent_state(name, given)
+        for label, wanted, got in argument_triples(name, reference, after):
+            value = before.get(label)
+            if value is None or torch.equal(wanted, value):
                 continue  # the reference's leaves it as it was
-            changed.append(f"{name}.{parameter}")
-            got = after.get(parameter)
+            changed.append(label)
             if isinstance(got, torch.Tensor) and got.shape == value.shape and torch.equal(got, value):
-                kept.append(f"{name}.{parameter}")
+                kept.append(label)
     if not changed or kept != changed:
         return None
     return (f"on {outcome.title}, `{step.id}` changed nothing: {', '.join(f'`{n}`' for n in kept)} "
             "came back exactly as the grader passed them in, where the reference's procedure "
-            "changes them; copy the values into them in place (with torch.no_grad(), "
-            "`parameter.copy_(...)`)", True)
+            "changes them; change them in place (a parameter with torch.no_grad() and "
+            "`parameter.copy_(...)`, a tensor with `tensor.copy_(...)` or an in-place operation)",
+            True)
+
+
+def _sent_state(name: str, given) -> dict[str, torch.Tensor]:
+    """A procedure's argument as the grader sent it, by the labels of `argument_triples`: a
+    shell's parameters, a tensor, a mapping's tensors (a fixture is built in the worker: none)."""
+    if isinstance(given, dict) and set(given) == {"$shell"}:
+        return {f"{name}.{key}": value
+                for key, value in _shell_parameters(given["$shell"]["layout"]).items()}
+    if isinstance(given, torch.Tensor):
+        return {name: given}
+    if isinstance(given, dict) and "$fixture" not in given:
+        return {f"{name}.{key}": value for key, value in given.items()
+                if isinstance(value, torch.Tensor)}
+    return {}
 
 
 def _shell_parameters(layout: dict) -> dict[str, torch.Tensor]:

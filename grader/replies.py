@@ -108,7 +108,7 @@ class ModuleReport:
 @dataclass(frozen=True)
 class Returned:
     output: Any
-    shells: tuple[dict[str, Any], ...] = ()  # procedures: the shells' parameters after the call
+    shells: tuple[Any, ...] = ()  # procedures: each argument after the call (a module: its parameters)
 
 
 @dataclass(frozen=True)
@@ -249,11 +249,13 @@ def _case(raw: Any, sent: dict, kind: str, index: int) -> CaseReply:
     if "output" not in raw:
         raise MalformedReply(f"{what}: no `output`")
     output = _plain(raw["output"], f"{what}: output")
-    if kind == "procedure":
-        shells = _list(raw, "shells")
-        if len(shells) != len(sent["shells"]):
-            raise MalformedReply(f"{what}: {len(shells)} shells for the {len(sent['shells'])} sent")
-        return Returned(output, tuple(_tensor_map(s, f"{what}: shell") for s in shells))
+    if kind == "procedure":  # each argument after the call: a module's parameters, or the value
+        shells, args = _list(raw, "shells"), sent.get("args", [])
+        if len(shells) != len(args):
+            raise MalformedReply(f"{what}: {len(shells)} arguments back for the {len(args)} sent")
+        return Returned(output, tuple(
+            _tensor_map(s, f"{what}: argument {i}") if _module_marker(a) else
+            _plain(s, f"{what}: argument {i}") for i, (s, a) in enumerate(zip(shells, args))))
     return Returned(output)
 
 
@@ -364,6 +366,11 @@ def _tensor(raw: Any, what: str):
     if not isinstance(raw, torch.Tensor):
         raise MalformedReply(f"{what} is not a tensor")
     return raw
+
+
+def _module_marker(sent: Any) -> bool:
+    """Whether a procedure's argument was sent as a module (a shell or a course fixture)."""
+    return isinstance(sent, dict) and len(sent) == 1 and next(iter(sent)) in ("$shell", "$fixture")
 
 
 def _tensor_map(raw: Any, what: str) -> dict[str, Any]:

@@ -283,11 +283,24 @@ class Worker:
         return bool(set(names) & set(keywords)) and all(n in names for n in keywords)
 
     def call_procedure(self, fn, case: dict) -> dict:
-        """Call `fn` on shell modules; send back what it returned and the shells' parameters."""
-        shells = [self.shells.build_shell(s["class"], s["layout"]) for s in case["shells"]]
-        returned = fn(*shells)
-        after = [{name: self.plain(p) for name, p in shell.named_parameters()} for shell in shells]
+        """Call `fn` on the case's arguments: a module as a shell (or a course fixture), any other
+        value as sent, as `invoke` calls a function; send back what it returned and each
+        argument's state after the call: a module's parameters, any other value as it is now."""
+        args = [self.procedure_argument(a) for a in case.get("args", [])]
+        with contextlib.nullcontext() if case.get("grad") is True else self.torch.no_grad():
+            returned = self.invoke(fn, {**case, "args": args})
+        after = [{name: self.plain(p) for name, p in a.named_parameters()}
+                 if isinstance(a, self.torch.nn.Module) else self.plain(a) for a in args]
         return {"output": self.plain(returned), "shells": after}
+
+    def procedure_argument(self, sent):
+        """One argument of a procedure, built here: `{"$shell": {class, layout}}` a shell module,
+        `{"$fixture": ...}` a course fixture, anything else the value itself."""
+        if isinstance(sent, dict) and set(sent) == {"$shell"}:
+            return self.shells.build_shell(sent["$shell"]["class"], sent["$shell"]["layout"])
+        if isinstance(sent, dict) and set(sent) == {"$fixture"}:
+            return self.fixture(sent)
+        return sent
 
     def build_module(self, target, case: dict) -> dict:
         """Construct (a class or a factory), describe, load the grader's weights, run forward.

@@ -28,7 +28,7 @@ from grader.replies import MalformedReply, decode_load, decode_probe, decode_ste
 from grader.sandbox import Worker
 
 FUNCTION_REQUEST = {"kind": "function", "cases": [{"args": []}, {"args": []}]}
-PROCEDURE_REQUEST = {"kind": "procedure", "cases": [{"args": [], "shells": [{}]}]}
+PROCEDURE_REQUEST = {"kind": "procedure", "cases": [{"args": [{"$shell": {"class": "S", "layout": {}}}]}]}
 BUILD_REQUEST = {"kind": "build", "cases": [{"args": [], "inputs": [torch.ones(2)], "attributes": ["d"],
                                              "train_calls": 1, "transpose_buffers": ["mask"]}]}
 PROBE_REQUEST = {"kind": "probe", "cases": [{"candidates": [{}, {}]}]}
