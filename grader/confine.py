@@ -8,8 +8,10 @@ and a rubric can demand layers (`require:`). The layers, in the order they are a
     limits        address space, CPU time, file size, open files, no core dumps (every platform)
     user          an unprivileged user namespace (Linux, not root): the layers below without root
     network       a private network namespace: no network at all
-    ipc           a private IPC namespace: SysV shared memory and queues die with the worker
-    mount         a private mount namespace: fresh tmpfs on /tmp, /var/tmp and /dev/shm, the worker's
+    ipc           a private IPC namespace: SysV shared memory and queues die with the worker, and
+                  its limits (kernel.shmall, shmmax, msgmnb...) are written to fit `memory_mb`
+    mount         a private mount namespace: fresh tmpfs on /tmp, /var/tmp and /dev/shm, each of a
+                  size that fits `memory_mb` (`shared_memory_budget`), the worker's
                   folder inside that /tmp (so its writes are bounded and vanish), and the hidden
                   paths (reference solutions, the checkout's history...) under empty read-only tmpfs
     pid           a private PID namespace: the worker cannot signal any process but its own, and
@@ -20,7 +22,7 @@ and a rubric can demand layers (`require:`). The layers, in the order they are a
     capabilities  every capability dropped (and the bounding set emptied), so mounts cannot be undone
     no_new_privs  no privileges gained through a set-user-ID program
     seccomp       a filter refusing mount, umount2, unshare, setns, ptrace, new namespaces, io_uring,
-                  bpf and Unix-domain sockets
+                  bpf, memfd_create and Unix-domain sockets
     landlock      read only the Python installation, torch, these files and the system folders; write
                   only the worker's folder; no TCP; no signals or abstract sockets beyond its own
     dies_with_parent  PR_SET_PDEATHSIG: nothing outlives the grader, even one killed outright
@@ -31,6 +33,11 @@ namespace of its own (`fork_as_init`). Elsewhere (not root), the process forked 
 stays outside as a relay: it enters the namespaces, forks the worker and passes its exit status
 on. (A relay costs one more fork and exit of a torch-sized process per submission; a separate
 init, forking the worker in turn, would cost another.)
+
+Memory that no process maps is outside the address-space limit: SysV segments left detached, files
+on a tmpfs, memfds. The worker's shared memory is therefore bounded where it can live: SysV
+segments by its IPC namespace's limits, tmpfs files by each private tmpfs's size (the three and
+SysV together within `memory_mb`), and memfds are refused (seccomp).
 """
 
 from __future__ import annotations
@@ -76,15 +83,18 @@ STOPS = {  # what each layer stops, as `attention-grader sandbox` and the README
     "limits": "runaway memory, CPU time, file sizes, open files and core dumps (per process)",
     "user": "(not root) gives the layers below without privileges; the worker is root of nothing",
     "network": "any network access, even loopback",
-    "ipc": "SysV shared memory, semaphores and queues shared with the host or outliving the worker",
+    "ipc": "SysV shared memory, semaphores and queues shared with the host, outliving the worker "
+           "or beyond `memory_mb`",
     "mount": "reading the reference, .git, tests/ and examples/ by path; files left in /tmp; "
-             "unbounded writes (the worker's folder is a size-limited tmpfs)",
+             "unbounded writes (/tmp, /var/tmp, /dev/shm and the worker's folder are tmpfs sized "
+             "to fit `memory_mb`)",
     "pid": "signalling the grader or classmates; processes outliving the worker",
     "proc": "reading other processes' command lines (the grader's --out, the class folder)",
     "uid": "(root) touching anything not world-writable; more than `processes` processes",
     "capabilities": "undoing the hiding mounts (umount2), raising limits, re-entering namespaces",
     "no_new_privs": "gaining privileges through a set-user-ID program",
-    "seccomp": "mount, umount2, unshare, setns, ptrace, io_uring, bpf, new namespaces, Unix sockets",
+    "seccomp": "mount, umount2, unshare, setns, ptrace, io_uring, bpf, new namespaces, memfds "
+               "(memory no limit counts), Unix sockets",
     "landlock": "reading anything but Python, torch and system folders; writing outside the "
                 "worker's folder; TCP; signals and abstract sockets beyond its own processes",
     "dies_with_parent": "a worker outliving a grader that was killed outright",
@@ -233,15 +243,46 @@ _RLIMIT_NAMES = {
 # ---------------------------------------------------------------- namespaces
 
 
+def shared_memory_budget(limits: dict) -> dict[str, int]:
+    """How `memory_mb` is shared among the memory no process maps (outside RLIMIT_AS), in MiB:
+    each of the three private tmpfs (/tmp, /var/tmp, /dev/shm) holds at most `tmpfs_mb` (four
+    times the file-size limit, at most a quarter of `memory_mb`), SysV segments `sysv_mb` (a
+    quarter): together at most `memory_mb`."""
+    quarter = max(limits.get("memory_mb") or 2048, 4) // 4
+    return {"tmpfs_mb": min((limits.get("file_size_mb") or 16) * 4, quarter), "sysv_mb": quarter}
+
+
+def ipc_limits(limits: dict) -> dict[str, str]:
+    """The IPC namespace's sysctls (/proc/sys/kernel/..., /proc/sys/fs/mqueue/...) that bound its
+    SysV shared memory to `shared_memory_budget`'s share and its queues and semaphores to little."""
+    sysv = shared_memory_budget(limits)["sysv_mb"] << 20
+    return {"kernel/shmmax": str(sysv), "kernel/shmall": str(sysv // resource.getpagesize()),
+            "kernel/shmmni": "64", "kernel/msgmni": "16", "kernel/msgmnb": "65536",
+            "kernel/msgmax": "8192", "kernel/sem": "250 4096 32 16", "fs/mqueue/queues_max": "16",
+            "fs/mqueue/msg_max": "16", "fs/mqueue/msgsize_max": "8192"}
+
+
+def _bound_ipc(limits: dict) -> bool | str:
+    """Write `ipc_limits` into this (new) IPC namespace's sysctls; the kernel lets the namespace's
+    owner write them, as root and as root of a user namespace."""
+    for name, value in ipc_limits(limits).items():
+        try:
+            with open(f"/proc/sys/{name}", "w") as f:
+                f.write(value + "\n")
+        except OSError as exc:
+            return f"could not bound its SysV IPC ({name}: {exc.strerror})"
+    return True
+
+
 def _namespaces(libc, config: dict, applied: dict) -> None:
     _layer(applied, "network", libc.unshare(CLONE_NEWNET) == 0 or _error())
-    _layer(applied, "ipc", libc.unshare(CLONE_NEWIPC) == 0 or _error())
+    _layer(applied, "ipc", _bound_ipc(config["limits"]) if libc.unshare(CLONE_NEWIPC) == 0 else _error())
     if not _layer(applied, "mount", (libc.unshare(CLONE_NEWNS) == 0
                                      and _mount(libc, b"none", b"/", None, MS_REC | MS_PRIVATE)) or _error()):
         return
     done = applied["namespaces"]
     needed = config.get("needed", [])
-    size = f"size={config['limits'].get('file_size_mb', 16) * 4}m,mode=1777"
+    size = f"size={shared_memory_budget(config['limits'])['tmpfs_mb']}m,mode=1777"
     for path in PRIVATE_TMP:
         # Python, torch and the grader may be installed under /tmp (a CI checkout): those
         # folders stay visible in the fresh tmpfs.
@@ -517,7 +558,8 @@ def _capabilities_empty() -> bool:
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 # The refused system calls, by architecture (asm/unistd.h): changing mounts or namespaces, tracing
 # or reading other processes, loading code into the kernel, io_uring (which would bypass this
-# filter), keyrings, handles on other files.
+# filter), keyrings, handles on other files, memfds (memory outside every limit: the address space
+# counts only what is mapped, and no tmpfs size holds them).
 REFUSED = {
     "x86_64": {
         "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272,
@@ -528,7 +570,7 @@ REFUSED = {
         "open_by_handle_at": 304, "name_to_handle_at": 303, "open_tree": 428, "move_mount": 429,
         "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
         "kcmp": 312, "pidfd_getfd": 438, "quotactl": 179, "swapon": 167, "swapoff": 168,
-        "reboot": 169, "acct": 163, "syslog": 103,
+        "reboot": 169, "acct": 163, "syslog": 103, "memfd_create": 319, "memfd_secret": 447,
     },
     "aarch64": {
         "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51, "unshare": 97, "setns": 268,
@@ -539,7 +581,7 @@ REFUSED = {
         "open_by_handle_at": 265, "name_to_handle_at": 264, "open_tree": 428, "move_mount": 429,
         "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
         "kcmp": 272, "pidfd_getfd": 438, "quotactl": 60, "swapon": 224, "swapoff": 225,
-        "reboot": 142, "acct": 89, "syslog": 116,
+        "reboot": 142, "acct": 89, "syslog": 116, "memfd_create": 279, "memfd_secret": 447,
     },
 }
 # Inspected by argument: socket(AF_UNIX, ...) (pathname sockets of the host reach through any

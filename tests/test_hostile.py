@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, RUBRIC, SOLUTIONS, grade, statuses
+from conftest import REPO_ROOT, RUBRIC, SOLUTIONS, grade, sandbox_skip, statuses
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 AS_ROOT = os.geteuid() == 0 and sys.platform.startswith("linux")
@@ -165,7 +165,7 @@ def processes_with(marker: str) -> list[str]:
 def test_hostile_submission(hostile, fast_rubric, tmp_path, layers):
     lacking = [layer for layer in hostile.needs if layer not in layers]
     if lacking:
-        pytest.skip(f"this machine's sandbox lacks {', '.join(lacking)} (`attention-grader sandbox`)")
+        sandbox_skip(f"this machine's sandbox lacks {', '.join(lacking)} (`attention-grader sandbox`)")
     marker = f"{random.randint(3000, 3999)}.{random.randint(100000, 999999)}"
     path = build(hostile, tmp_path, marker)
     host_socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -347,3 +347,73 @@ def test_every_report_names_the_sandbox_it_was_graded_in(fast_rubric, tmp_path, 
     from grader.report import render_text
 
     assert "Sandbox: limits" in render_text(report)
+
+
+def _shmem_kib() -> int:
+    """The host's shared memory (tmpfs, SysV segments, memfds) in KiB, from /proc/meminfo."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Shmem:"):
+            return int(line.split()[1])
+    raise AssertionError("no Shmem line in /proc/meminfo")
+
+
+def _settled_shmem_kib(seconds: float = 10) -> int:
+    """Shmem once it stops falling: the kernel frees an ended worker's namespace a moment later."""
+    now = _shmem_kib()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now, before = _shmem_kib(), now
+        if now > before - 16 * 1024:
+            break
+    return now
+
+
+class _PeakShmem:
+    """Samples the host's Shmem in a thread while the block runs; `growth_mb` is its peak over
+    what it was before."""
+
+    def __enter__(self):
+        import threading
+
+        self.before = self.peak = _settled_shmem_kib()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.stop.wait(0.02):
+            self.peak = max(self.peak, _shmem_kib())
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, _shmem_kib())
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.before) / 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/meminfo is Linux's")
+@pytest.mark.parametrize("name, needs", [
+    ("hoards_detached_sysv_shared_memory", ("ipc",)),
+    ("hoards_unmapped_memfds_and_tmpfs_files", ("mount", "seccomp")),
+])
+def test_memory_no_process_maps_stays_within_memory_mb(name, needs, fast_rubric, tmp_path, layers):
+    """Shared memory that no process maps is outside the address-space limit: the worker's
+    namespaces bound it, so the host's Shmem grows by less than the rubric's memory_mb."""
+    lacking = [layer for layer in needs if layer not in layers]
+    if lacking:
+        sandbox_skip(f"this machine's sandbox lacks {', '.join(lacking)} (`attention-grader sandbox`)")
+    data = yaml.safe_load(fast_rubric.read_text())
+    data["defaults"]["step_timeout"] = 60  # writing 3 GiB takes seconds on a busy machine
+    rubric = tmp_path / "config.yaml"
+    rubric.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = build(Hostile(name, {}), tmp_path, "0")
+    with _PeakShmem() as shmem:
+        report = grade(path, rubric=rubric, steps=["softmax_naive"])
+    assert statuses(report) == {"softmax_naive": "passed"}, report.steps[0].feedback
+    memory_mb = data["defaults"]["memory_mb"]
+    assert shmem.growth_mb < memory_mb, f"host Shmem grew by {shmem.growth_mb:.0f} MB"
