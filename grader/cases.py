@@ -388,8 +388,9 @@ class Preparer:
     def record(self, module: nn.Module, paths: tuple[str, ...], x: torch.Tensor, where: str
                ) -> list[dict]:
         """The stand-ins' payloads for the reference's forward on x (grader.shells.install): for
-        each submodule at `paths` (an nn.ModuleList: each of its modules), what it was given and
-        gave in each call, made into a linear answer that holds neither (stand_in_payload)."""
+        each submodule at `paths` (of a container, an nn.ModuleList or nn.Sequential such as a
+        wrapper's heads or a model's blocks: each of its modules), what it was given and gave in
+        each call, made into a linear answer that holds neither (stand_in_payload)."""
         recorded, hooks = [], []
 
         def keep(into: list):
@@ -406,7 +407,7 @@ class Preparer:
                 except AttributeError:
                     raise RubricError(self.rubric.path, f"{where}.replay", f"the reference's "
                                       f"{type(module).__name__} has no submodule {path!r}") from None
-                if isinstance(target, nn.ModuleList):
+                if isinstance(target, (nn.ModuleList, nn.Sequential)):
                     each = [[] for _ in target]
                     hooks += [child.register_forward_hook(keep(calls)) for child, calls in
                               zip(target, each)]

@@ -73,7 +73,8 @@ class Replay(nn.Module):
         self.jacobian = jacobian
         self.calls = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **_options) -> torch.Tensor:
+        """The answer for x; keyword options (a KV-cache block's use_cache=) change nothing."""
         index = min(self.calls, len(self.offsets) - 1)
         self.calls += 1
         offset = self.offsets[index].clone()
@@ -94,9 +95,10 @@ def replay(payload: dict) -> Replay:
 
 def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
     """Install the stand-ins for one input: at each path, `{"each": [payload, ...]}` replaces every
-    module of an nn.ModuleList by the Replay of its own payload (the wrapper's heads);
-    `{"calls": [...], "jacobian": J}` replaces the submodule itself by one Replay of its calls, in
-    call order (a block's `att`, a model's blocks)."""
+    module of a container (an nn.ModuleList or nn.Sequential: a wrapper's heads, a model's blocks)
+    by the Replay of its own payload, in place, so the container stays the student's own (iterated,
+    indexed, counted or called as their code does); `{"calls": [...], "jacobian": J}` replaces the
+    submodule itself by one Replay of its calls, in call order (a block's `norm1`)."""
     for path, payload in zip(paths, payloads):
         if "each" in payload:
             install_replays(module, path, payload["each"])
@@ -114,18 +116,18 @@ def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
 
 
 def install_replays(module: nn.Module, path: str, payloads: list[dict]) -> None:
-    """Replace each module of the nn.ModuleList at `path` by the Replay of its payload."""
+    """Replace each module of the container at `path` by the Replay of its payload."""
     try:
         container = module.get_submodule(path)
     except AttributeError:
         container = getattr(module, path, None)
-    if not isinstance(container, nn.ModuleList):
+    if not isinstance(container, (nn.ModuleList, nn.Sequential)):
         found = "missing" if container is None else f"a {type(container).__name__}"
         raise TypeError(f"the grader stands in for each of your `{path}` to grade this module on "
-                        f"its own, so `{path}` must be an nn.ModuleList of the head modules; "
-                        f"yours is {found}")
+                        f"its own, so `{path}` must be an nn.ModuleList (or nn.Sequential) of "
+                        f"those modules; yours is {found}")
     if len(container) != len(payloads):
         raise ValueError(f"`{path}` holds {len(container)} modules; the grader expected "
-                         f"{len(payloads)}, one per head (num_heads)")
+                         f"{len(payloads)}, as many as the reference's (one per head or block)")
     for index, payload in enumerate(payloads):
         container[index] = replay(payload)

@@ -46,6 +46,97 @@ MISTAKES = {
     "generate_from_first_position": (edit("logits = logits[:, -1, :]", "logits = logits[:, 0, :]"),
                                      "generate_text_simple"),
 }
+def with_class(source: str, name: str, text: str) -> str:
+    """`source` with class `name` (up to the next class or cell) replaced by `text`."""
+    start = source.index(f"class {name}(")
+    ends = [i for i in (source.find("\nclass ", start + 1), source.find("\n# %%", start))
+            if i != -1]
+    return source[:start] + text + source[min(ends):]
+
+
+# The book's KV-cache variant, written as rasbt/LLMs-from-scratch ch04/03_kv-cache/
+# gpt_with_kv_cache.py writes it: attention that can keep its keys and values (use_cache), blocks
+# that pass use_cache on, and a GPTModel whose trf_blocks is an nn.ModuleList it loops over,
+# `x = blk(x, use_cache=use_cache)`. With use_cache=False (how the grader calls it) it computes
+# what the reference does.
+KV_ATTENTION = """class MultiHeadAttention(nn.Module):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        self.d_out, self.num_heads, self.head_dim = d_out, num_heads, d_out // num_heads
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), 1),
+                             persistent=False)
+        self.register_buffer("cache_k", None, persistent=False)
+        self.register_buffer("cache_v", None, persistent=False)
+
+    def forward(self, x, use_cache=False):
+        b, num_tokens, _ = x.shape
+        split = lambda t: t.view(b, num_tokens, self.num_heads, self.head_dim)
+        keys, values, queries = split(self.W_key(x)), split(self.W_value(x)), split(self.W_query(x))
+        if use_cache:
+            if self.cache_k is not None:
+                keys = torch.cat([self.cache_k, keys], dim=1)
+                values = torch.cat([self.cache_v, values], dim=1)
+            self.cache_k, self.cache_v = keys, values
+        keys, values, queries = keys.transpose(1, 2), values.transpose(1, 2), queries.transpose(1, 2)
+        scores = queries @ keys.transpose(2, 3)
+        scores.masked_fill_(self.mask.bool()[:num_tokens, :num_tokens], -torch.inf)
+        weights = self.dropout(torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1))
+        context = (weights @ values).transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)
+        return self.out_proj(context)
+
+    def reset_cache(self):
+        self.cache_k, self.cache_v = None, None
+
+
+"""
+KV_BLOCK_FORWARD = ("    def forward(self, x, use_cache=False):\n"
+                    "        x = x + self.drop_shortcut(self.att(self.norm1(x), use_cache=use_cache))\n"
+                    "        return x + self.drop_shortcut(self.ff(self.norm2(x)))\n")
+KV_GPT = """class GPTModel(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
+        self.current_pos = 0
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx, use_cache=False):
+        seq_len = in_idx.shape[1]
+        start = self.current_pos if use_cache else 0
+        if use_cache:
+            self.current_pos += seq_len
+        positions = torch.arange(start, start + seq_len, device=in_idx.device)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions).unsqueeze(0))
+        for blk in self.trf_blocks:
+            x = blk(x, use_cache=use_cache)
+        return self.out_head(self.final_norm(x))
+
+    def reset_kv_cache(self):
+        for blk in self.trf_blocks:
+            blk.att.reset_cache()
+        self.current_pos = 0
+
+
+"""
+
+
+def kv_cache_source() -> str:
+    source = with_class(SOURCE, "MultiHeadAttention", KV_ATTENTION)
+    forward = source.index("    def forward(self, x):", source.index("class TransformerBlock("))
+    end = source.index("\n# %%", forward)
+    source = source[:forward] + KV_BLOCK_FORWARD + source[end:]
+    return with_class(source, "GPTModel", KV_GPT)
+
+
+
 SUBMISSIONS = {"reference": SOURCE, "stubs": (COURSE / "exercises" / "gpt.py").read_text(),
                "gpt2_six_heads": edit('"n_heads": 12,  ', '"n_heads": 6,   '),
                "no_causal_mask": edit("        attn_scores.masked_fill_(self.mask.bool()"
@@ -53,6 +144,7 @@ SUBMISSIONS = {"reference": SOURCE, "stubs": (COURSE / "exercises" / "gpt.py").r
                "no_dropout": SOURCE.replace("dropout=cfg[\"drop_rate\"]", "dropout=0.0")
                .replace("self.drop_shortcut(self.att(self.norm1(x)))", "self.att(self.norm1(x))")
                .replace("self.drop_shortcut(self.ff(self.norm2(x)))", "self.ff(self.norm2(x))"),
+               "gpt_with_kv_cache": kv_cache_source(),
                **{name: source for name, (source, _) in MISTAKES.items()}}
 
 
@@ -172,3 +264,25 @@ def test_the_stubs_are_made_from_the_rubric_alone(capsys):
 def test_gpt2s_tied_count_is_the_books_on_a_model_that_costs_no_memory(reports):
     step = next(s for s in reports["tying_counted_wrong"].steps if s.id == "count_parameters_tied")
     assert "is 163009536; expected 124412160" in step.feedback, step.feedback
+
+
+def test_the_books_kv_cache_gpt_looping_over_a_module_list_of_blocks_gets_full_marks(reports):
+    # what it earns is computed: with use_cache=False its blocks and model give the reference's
+    # outputs on the same weights, so every step earns what the reference earns
+    import torch
+
+    kv, reference = {}, {}
+    exec(compile(kv_cache_source(), "gpt_with_kv_cache.py", "exec"), kv)
+    exec(compile(SOURCE, "gpt.py", "exec"), reference)
+    cfg = {"vocab_size": 50, "context_length": 6, "emb_dim": 8, "n_heads": 2, "n_layers": 2,
+           "drop_rate": 0.0, "qkv_bias": False}
+    torch.manual_seed(0)
+    theirs, ours = kv["GPTModel"](cfg), reference["GPTModel"](cfg)
+    missing, unexpected = ours.load_state_dict(theirs.state_dict(), strict=False)
+    assert not unexpected and all(key.endswith(".att.mask") for key in missing)  # not persistent
+    tokens = torch.randint(0, 50, (2, 5))
+    assert isinstance(theirs.trf_blocks, torch.nn.ModuleList)
+    assert torch.allclose(theirs(tokens), ours(tokens), atol=1e-6)
+    report = reports["gpt_with_kv_cache"]
+    assert report.score == reports["reference"].score == report.max_score, \
+        [(s.id, s.feedback) for s in report.steps if s.status != "passed"]
