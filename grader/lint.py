@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from .bundle import visible_step
 from .cases import Expected, PreparedStep, reference_reply
 from .checks import Outcome, run_checks
+from .errors import UsageError
 from .registry import applies
 from .rubric import Rubric, Step
 
@@ -41,6 +42,10 @@ class Finding:
 def course_findings(rubric: Rubric) -> list[Finding]:
     """Every finding of a course's rubric, in the order of its steps."""
     from .engine import prepare
+
+    if rubric.reference is None:
+        raise UsageError(f"{rubric.path} is a student bundle's rubric: course-check grades the known "
+                         "mistakes against the reference, so give it the course's own rubric")
 
     prepared, diagnoser = prepare(rubric, list(rubric.steps))
     findings: list[Finding] = []

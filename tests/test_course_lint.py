@@ -122,3 +122,13 @@ def test_the_courses_of_this_repository_are_checked(capsys, rubric):
     assert all(line.split(":")[0] for line in lines)
     assert (code == 1) == any(": hidden only: " in line or ": uncaught: " in line
                               or ": no check: " in line for line in lines)
+
+
+def test_a_student_bundles_rubric_is_refused_with_what_to_give(tmp_path, capsys):
+    rubric = course(tmp_path, mistakes=["triple"])
+    (tmp_path / "exercises").mkdir()
+    (tmp_path / "exercises" / "reference.py").write_text("def double(x):\n    raise NotImplementedError\n")
+    assert main(["bundle", "--rubric", rubric, "--out", str(tmp_path / "bundle")]) == 0
+    capsys.readouterr()
+    assert main(["course-check", "--rubric", str(tmp_path / "bundle" / "config.yaml")]) == 2
+    assert "give it the course's own rubric" in capsys.readouterr().err
