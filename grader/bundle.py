@@ -37,7 +37,8 @@ HIDDEN_NOTE = ("This bundle grades the visible cases only; the hidden cases (oth
                "sizes and sequence lengths) are graded by the course.")
 _FIELDS = ("args", "output", "inputs", "parameters", "buffers", "attributes", "raised",
            "raised_message", "weights",
-           "replays", "look_ahead", "batch_items", "repeats", "projection", "gradients", "transposed")
+           "replays", "look_ahead", "batch_items", "repeats", "projection", "gradients", "transposed",
+           "arguments_after")
 
 
 # ------------------------------------------------------------------------------ building a bundle

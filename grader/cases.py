@@ -65,6 +65,8 @@ class Expected:
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # loaded before forward
     replays: list[list[dict]] = field(default_factory=list)  # per input, per submodule (shells)
     arg_names: tuple[str, ...] = ()  # the names of `args` (a case may leave out any of them)
+    # each argument after the reference's call (`argument_state`), for the arguments_after check
+    arguments_after: list[Any] | None = None
     # probes: (input index, probe input index, last position that must not change) for look-ahead;
     # (input index, batch item, probe input index) for batch consistency
     look_ahead: list[tuple[int, int, int]] = field(default_factory=list)
@@ -309,8 +311,11 @@ class Preparer:
         try:
             if step.kind == "function":
                 with autograd(step):
+                    fresh = _fresh(args)
                     expected.output = (draw(target, step, names, args, case) if case.draws else
-                                       call(target, step, names, _fresh(args)))
+                                       call(target, step, names, fresh))
+                if wants_arguments_after(step) and not case.draws:
+                    expected.arguments_after = [argument_state(a) for a in fresh]
             elif step.kind == "procedure":
                 fresh = _fresh(args)
                 with autograd(step):
@@ -532,6 +537,8 @@ class Preparer:
             request["args"] = [_as_fixture_marker(a) for a in _fresh(expected.args)]
         if step.grad:
             request["grad"] = True  # the worker calls it with autograd on, as the reference was
+        if wants_arguments_after(step) and not case.draws:
+            request["arguments_after"] = True  # it sends each argument back after the call
         if case.draws:
             request["draws"] = case.draws  # called that many times, the outputs stacked
         request["arg_names"] = list(expected.arg_names)  # passed by keyword where the names fit
@@ -562,7 +569,7 @@ def reference_reply(step: Step, expected: Expected):
     if expected.raised is not None:
         return Raised(RaisedError(expected.raised, expected.raised_message))
     if step.kind == "function":
-        return Returned(expected.output)
+        return Returned(expected.output, arguments=expected.arguments_after)
     if step.kind == "procedure":
         return Returned(None, tuple(expected.output or ()))
     case = expected.case
@@ -741,6 +748,20 @@ def shell_problem(module: nn.Module) -> str:
     if buffers:
         return f"it holds the buffer `{buffers[0]}`"
     return ""
+
+
+def wants_arguments_after(step: Step) -> bool:
+    """Whether the worker sends each argument's state after the call (the arguments_after check)."""
+    return step.kind == "function" and any(c.check == "arguments_after" for c in step.checks)
+
+
+def argument_state(value: Any) -> Any:
+    """An argument after a function's call, for the arguments_after check: a module's training
+    mode and parameters, any other value as it is (the worker's `argument_state` is the same)."""
+    if isinstance(value, nn.Module):
+        return {"training": value.training,
+                "parameters": {n: p.detach().clone() for n, p in value.named_parameters()}}
+    return _fresh_one(value)
 
 
 def state_after(value: Any) -> Any:

@@ -937,6 +937,42 @@ def check_samples_match(step: Step, check: Check, outcomes: list[Outcome]) -> st
             f"sampler fails with probability {alpha:g})")
 
 
+def check_arguments_after(step: Step, check: Check, outcomes: list[Outcome]) -> str:
+    """Each argument as the call left it, against the reference's after its own call on the same
+    arguments: a module's training mode and parameters, a tensor's values, any other value."""
+    for outcome in outcomes:
+        wanted, got = outcome.expected.arguments_after, outcome.obtained.arguments
+        if wanted is None or got is None or len(got) != len(wanted):
+            raise CheckNotJudged(f"{outcome.title}: the arguments were not sent back after the call")
+        for name, want, after in zip(outcome.expected.arg_names, wanted, got):
+            problem = argument_difference(name, want, after, step.atol, step.rtol)
+            if problem:
+                raise CheckFailed(f"{outcome.title}: after the call, {problem}"
+                                  + (f"; {check.advice}" if check.advice else ""))
+    return "the arguments are left as the reference leaves them"
+
+
+def argument_difference(name: str, want: Any, got: Any, atol: float, rtol: float) -> str | None:
+    """How one argument after the call differs from the reference's (grader.cases.argument_state),
+    or None."""
+    if isinstance(want, dict) and set(want) == {"training", "parameters"}:
+        if not (isinstance(got, dict) and set(got) == {"training", "parameters"}):
+            return f"`{name}` is {describe_value(got)}; expected a module"
+        if got["training"] != want["training"]:
+            mode = {True: "training", False: "evaluation"}
+            return (f"`{name}` is left in {mode.get(got['training'], '?')} mode; the reference "
+                    f"leaves it in {mode[want['training']]} mode (call `{name}."
+                    f"{'train' if want['training'] else 'eval'}()` before returning)")
+        parameters = got["parameters"] if isinstance(got["parameters"], dict) else {}
+        for parameter, value in want["parameters"].items():
+            problem = plain_difference(value, parameters.get(parameter), atol, rtol)
+            if problem:
+                return f"`{name}.{parameter}` {problem}"
+        return None
+    problem = plain_difference(want, got, atol, rtol)
+    return f"`{name}` {problem}" if problem else None
+
+
 _MISSING = [name for name, spec in REGISTRY.items()
             if spec.function is None and f"check_{name}" not in globals()]
 if _MISSING:  # a check declared in the registry with no function is the grader's bug

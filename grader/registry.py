@@ -87,6 +87,9 @@ _SPECS = (
     CheckSpec("gradients_flow", ("class",), "gradients",
               "every weight receives a gradient", after=("parameters",),
               needs=lambda case: case.gradients, need_text="`gradients: true`"),
+    CheckSpec("arguments_after", ("function",), "returned",
+              "the arguments are left as the reference leaves them (a module's training mode "
+              "and parameters, a tensor's values)"),
     CheckSpec("samples_match", ("function",), "returned",
               "a sampler's draws follow the reference's distribution (a chi-square test)",
               needs=lambda case: _draws(case) > 0, need_text="`draws: N` (e.g. `draws: 2000`)",

@@ -109,6 +109,9 @@ class ModuleReport:
 class Returned:
     output: Any
     shells: tuple[Any, ...] = ()  # procedures: each argument after the call (a module: its parameters)
+    # functions with the arguments_after check: each argument after the call (a module: its
+    # training mode and parameters, grader.cases.argument_state); None when not asked for
+    arguments: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,13 @@ def _case(raw: Any, sent: dict, kind: str, index: int) -> CaseReply:
         return Returned(output, tuple(
             _tensor_map(s, f"{what}: argument {i}") if _module_marker(a) else
             _plain(s, f"{what}: argument {i}") for i, (s, a) in enumerate(zip(shells, args))))
+    if sent.get("arguments_after") is True:  # asked for: each argument as the call left it
+        after = _list(raw, "arguments")
+        if len(after) != len(sent.get("args", [])):
+            raise MalformedReply(f"{what}: {len(after)} arguments back for the "
+                                 f"{len(sent.get('args', []))} sent")
+        return Returned(output, arguments=tuple(_plain(a, f"{what}: argument {i}")
+                                                for i, a in enumerate(after)))
     return Returned(output)
 
 

@@ -215,9 +215,22 @@ class Worker:
 
     def call_function(self, fn, case: dict) -> dict:
         # under no_grad unless the step trains (`grad: true` in the rubric), as the reference ran
+        if case.get("arguments_after") is True:  # built here, so that they can be sent back after
+            case = {**case, "args": [self.procedure_argument(a) for a in case.get("args", [])]}
         with contextlib.nullcontext() if case.get("grad") is True else self.torch.no_grad():
             output = self.draws(fn, case) if case.get("draws") else self.invoke(fn, case)
+        if case.get("arguments_after") is True:
+            return {"output": self.plain(output),
+                    "arguments": [self.argument_state(a) for a in case["args"]]}
         return {"output": self.plain(output)}
+
+    def argument_state(self, value):
+        """An argument after the call (grader.cases.argument_state): a module's training mode and
+        parameters, any other value as it is now."""
+        if isinstance(value, self.torch.nn.Module):
+            return self.plain({"training": bool(value.training), "parameters": dict(
+                (name, p) for name, p in value.named_parameters())})
+        return self.plain(value)
 
     def draws(self, fn, case: dict):
         """A sampler called `draws` times under the case's one seed, each call on fresh copies of
