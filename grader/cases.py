@@ -15,6 +15,9 @@ on the grader's own seeded inputs. Tensor specs in the rubric:
     NAME                             a value the case's `let:` computed earlier
     {softmax: SPEC}, {stack: [SPEC, SPEC]}
     {reference: NAME, args: [SPEC, ...]}   what the reference function NAME returns
+    {optimizer: AdamW, params: model, lr: 0.001}   a torch.optim optimizer over the parameters
+                                     of the same call's argument `model`, built on each side
+                                     after the other arguments, over the module that call gets
     {module: NAME, init: {...}}      a reference module (procedures only): sent as a shell
                                      (its nn.Linear layers and own parameters); a procedure's
                                      other arguments travel as values, and each comes back
@@ -213,7 +216,7 @@ class Preparer:
             return [self.materialize(s, generator, where) for s in spec]
         if not isinstance(spec, dict) or not spec:
             raise RubricError(self.rubric.path, where, f"expected a tensor spec, got {spec!r}")
-        op = next(iter(spec))
+        op = "optimizer" if "optimizer" in spec else next(iter(spec))
         body = spec[op]
         if op == "value":  # a literal: the one spec that is not built into a tensor
             return copy.deepcopy(body)
@@ -245,6 +248,8 @@ class Preparer:
                 return self.reference_module(body, spec.get("init", {}), where)
             if op == "fixture":
                 return self.fixture(body, spec.get("init", {}), where)
+            if op == "optimizer":
+                return self.optimizer(spec, where)
         except RubricError:
             raise
         except Exception as exc:
@@ -277,6 +282,31 @@ class Preparer:
                                   "file": path.name, "source": source}
         return module
 
+    def optimizer(self, spec: dict, where: str) -> DerivedOptimizer:
+        """`{optimizer: AdamW, params: model, lr: 0.001}`: a torch.optim optimizer over another
+        argument's parameters, built on each side after the other arguments, over the very
+        module the same call is given (grader.cases.bind_derived, the worker's invoke)."""
+        name, of = spec["optimizer"], spec.get("params")
+        optimizer = getattr(torch.optim, name, None) if isinstance(name, str) else None
+        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+            raise RubricError(self.rubric.path, where, f"{name!r} is not an optimizer of "
+                              "torch.optim (AdamW, SGD, Adam, ...)")
+        if not isinstance(of, str):
+            raise RubricError(self.rubric.path, where, "an optimizer is written {optimizer: AdamW, "
+                              "params: ARGUMENT, lr: ...}, where ARGUMENT names the module argument "
+                              "of the same call whose parameters it updates")
+        options = {k: v for k, v in spec.items() if k not in ("optimizer", "params")}
+        for key, value in options.items():
+            if not _plain_option(value):
+                raise RubricError(self.rubric.path, f"{where}.{key}", f"an optimizer's option is a "
+                                  f"number, true/false or a list of numbers, got {value!r:.60}")
+        try:  # the options the optimizer takes, tried on a parameter of its own
+            optimizer([nn.Parameter(torch.zeros(1))], **options)
+        except (TypeError, ValueError) as exc:
+            raise RubricError(self.rubric.path, where, f"torch.optim.{name} refuses these options: "
+                              f"{exc}") from None
+        return DerivedOptimizer(name, of, options)
+
     def reference_module(self, name: str, init: dict, where: str) -> nn.Module:
         cls = getattr(self.reference, name, None)
         if cls is None:
@@ -288,6 +318,13 @@ class Preparer:
         any argument (the callee's default applies), not only the last ones."""
         names = tuple(name for name in step.arg_names if name in case.args)
         args = [self.materialize(case.args[name], generator, f"{where}.args.{name}") for name in names]
+        for name, value in zip(names, args):  # an argument built over another: that one is a module
+            if isinstance(value, DerivedOptimizer):
+                over = dict(zip(names, args)).get(value.of)
+                if not isinstance(over, nn.Module):
+                    raise RubricError(self.rubric.path, f"{where}.args.{name}.params",
+                                      f"names {value.of!r}, which is not a module argument of this "
+                                      f"case (its arguments: {', '.join(names)})")
         return args, names
 
     # ------------------------------------------------------------------ expectations
@@ -512,7 +549,8 @@ class Preparer:
                                   "other module as a course fixture ({fixture: FILE.py:CLASS, "
                                   "init: {...}}), which the worker builds from the course's source")
             return
-        if isinstance(value, torch.Tensor) and value.dtype in _DTYPES.values():
+        if isinstance(value, DerivedOptimizer) or isinstance(value, torch.Tensor) and \
+                value.dtype in _DTYPES.values():
             return
         try:
             wire.encode(value)
@@ -650,7 +688,38 @@ def call(target, step: Step, names: tuple[str, ...], args: list[Any]):
     """`target` called with a case's arguments as the worker calls the student's: by position up to
     the first argument the case leaves out, by name after it."""
     count = positional_count(step, names)
+    args = bind_derived(names, args)
     return target(*args[:count], **dict(zip(names[count:], args[count:])))
+
+
+@dataclass(frozen=True)
+class DerivedOptimizer:
+    """An argument built from another argument of the same call: torch.optim.`name` over the
+    parameters of the module argument `of`, with `options` (lr, weight_decay, ...)."""
+
+    name: str
+    of: str
+    options: dict
+
+    def marker(self) -> dict:
+        """How it travels to the worker, which builds it the same way (its invoke)."""
+        return {"$optimizer": {"class": self.name, "params": self.of, "options": dict(self.options)}}
+
+    def build(self, module: nn.Module) -> torch.optim.Optimizer:
+        return getattr(torch.optim, self.name)(module.parameters(), **self.options)
+
+
+def bind_derived(names: tuple[str, ...], args: list[Any]) -> list[Any]:
+    """The call's arguments with each one built from another (an optimizer) made now, over the
+    very argument the call is given, after the others."""
+    given = dict(zip(names, args))
+    return [a.build(given[a.of]) if isinstance(a, DerivedOptimizer) else a for a in args]
+
+
+def _plain_option(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(type(v) in (int, float) for v in value)
+    return type(value) in (int, float, bool)
 
 
 def draw(target, step: Step, names: tuple[str, ...], args: list[Any], case: Case) -> torch.Tensor:
@@ -761,6 +830,8 @@ def argument_state(value: Any) -> Any:
     if isinstance(value, nn.Module):
         return {"training": value.training,
                 "parameters": {n: p.detach().clone() for n, p in value.named_parameters()}}
+    if isinstance(value, DerivedOptimizer):
+        return None  # its effect is on the module it updates, compared there
     return _fresh_one(value)
 
 
@@ -821,6 +892,8 @@ def _dtype(name: Any) -> torch.dtype:
 
 def _as_fixture_marker(value: Any) -> Any:
     """A fixture travels as its name and init; the worker builds it from the course's source."""
+    if isinstance(value, DerivedOptimizer):  # built in the worker over the argument it names
+        return value.marker()
     fixture = getattr(value, "_grader_fixture", None)
     if fixture is None:
         return value

@@ -379,6 +379,9 @@ def _spec_text(spec: Any) -> str:
         init = spec.get("init", {})
         arguments = ", ".join(f"{k}={v!r}" for k, v in init.items()) if isinstance(init, dict) else ""
         return f"{spec['fixture'].split(':')[-1]}({arguments})"
+    if isinstance(spec, dict) and "optimizer" in spec and isinstance(spec.get("params"), str):
+        options = "".join(f", {k}={v!r}" for k, v in spec.items() if k not in ("optimizer", "params"))
+        return f"torch.optim.{spec['optimizer']}({spec['params']}.parameters(){options})"
     if isinstance(spec, dict) and set(spec) == {"value"}:
         text = repr(spec["value"])
         return text if len(text) <= 80 else text[:77] + "..."

@@ -230,6 +230,8 @@ class Worker:
         if isinstance(value, self.torch.nn.Module):
             return self.plain({"training": bool(value.training), "parameters": dict(
                 (name, p) for name, p in value.named_parameters())})
+        if isinstance(value, dict) and set(value) == {"$optimizer"}:
+            return None  # its effect is on the module it updates, sent with that module
         return self.plain(value)
 
     def draws(self, fn, case: dict):
@@ -254,12 +256,27 @@ class Worker:
         names (so another order works), else by position as the contract orders them."""
         args, names = case.get("args", []), case.get("arg_names", [])[: len(case.get("args", []))]
         args = [self.fixture(a) if isinstance(a, dict) and set(a) == {"$fixture"} else a for a in args]
+        args = self.bind_derived(names, args)
         kwargs = dict(case.get("kwargs", {}))
         if len(names) == len(args) and self.by_keyword(fn, names):
             return fn(**dict(zip(names, args)), **kwargs)
         # by position up to the first argument the case leaves out, by name after it
         count = min(case.get("positional", len(args)), len(args))
         return fn(*args[:count], **dict(zip(names[count:], args[count:])), **kwargs)
+
+    def bind_derived(self, names: list, args: list) -> list:
+        """Each argument built from another, made after the others over the very argument this
+        call gets (grader.cases.bind_derived): `{"$optimizer": {class, params, options}}` is
+        torch.optim's `class` over the parameters of the argument named `params`."""
+        given = dict(zip(names, args))
+        built = []
+        for value in args:
+            if isinstance(value, dict) and set(value) == {"$optimizer"}:
+                spec = value["$optimizer"]
+                value = getattr(self.torch.optim, spec["class"])(
+                    given[spec["params"]].parameters(), **spec.get("options", {}))
+            built.append(value)
+        return built
 
     def fixture(self, marker: dict):
         """A course fixture (e.g. a stand-in language model), built here from the course's fixtures
