@@ -19,7 +19,7 @@ import torch
 from .checks import CheckFailed, Outcome, expected_and_obtained, shape_text
 from .models import FIGURE_SIDE, FIGURES_PER_STEP, CheckResult, Figure
 from .registry import applies
-from .replies import Built, Returned
+from .replies import Returned
 from .rubric import Step
 
 PICTURED = ("values", "rows_sum_to_one", "zero_above_diagonal")  # compare with the reference's

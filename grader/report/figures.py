@@ -14,6 +14,7 @@ The picture brings its own light background, so it reads on a dark page as on a 
 from __future__ import annotations
 
 import math
+
 from ..models import Figure
 from ..safe_text import html_text
 from ..safe_text import terminal as terminal_text
