@@ -931,8 +931,10 @@ def check_samples_match(step: Step, check: Check, outcomes: list[Outcome]) -> st
                      if outcome.case.visible else "")
             raise CheckFailed(
                 f"{outcome.title}: your {draws} draws do not follow the reference's distribution"
-                f"{drawn}: chi-square {fit.statistic:.1f} on {fit.df} degrees of freedom, p = "
-                f"{fit.p_value:.2g}, below {alpha:g} (a sampler drawing from the right distribution "
+                f"{drawn}: counting {fit.where}, chi-square {fit.statistic:.1f} on {fit.df} "
+                f"degrees of freedom, p = {fit.p_value:.2g}"
+                + (f" ({fit.tests} tests)" if fit.tests > 1 else "")
+                + f", below {alpha:g} (a sampler drawing from the right distribution "
                 f"fails this test with probability {alpha:g}); check that the temperature divides "
                 "the logits before softmax, that top-k keeps exactly k tokens, and that you draw "
                 "(torch.multinomial) rather than take the argmax")

@@ -6,13 +6,15 @@ in the worker under the case's seed, the reference here under a seed of its own
 (`REFERENCE_SEED_OFFSET` added), so that a correct sampler's draws are not the reference's. Each
 call's output (every token id it drew, as one tuple) is a category; the two samples are compared by
 Pearson's chi-square test of homogeneity, cells whose expected count is under `MIN_EXPECTED` pooled
-into one. A sampler drawing from the reference's distribution fails with probability `ALPHA` (the
-false-fail rate, stated in the check's messages); one drawing from another distribution fails with a
-probability that grows with the number of draws and the distance between the distributions.
+into one; a call that draws several ids is also tested position by position (`compare_draws`). A
+sampler drawing from the reference's distribution fails with probability at most `ALPHA` (the
+false-fail rate, stated in the check's messages); one drawing from another distribution fails with
+a probability that grows with the number of draws and the distance between the distributions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
@@ -34,6 +36,8 @@ class Fit:
     worst: tuple  # the category whose counts differ most (its draws, as a tuple of ids)
     obtained_count: int  # how often the student's sampler drew it
     expected_count: int  # how often the reference's did
+    where: str = "each call's whole output"  # what the categories are
+    tests: int = 1  # how many tests the p-value accounts for (Bonferroni)
 
     def rejected(self, alpha: float = ALPHA) -> bool:
         return self.p_value < alpha
@@ -84,5 +88,20 @@ def homogeneity(obtained: Counter, expected: Counter) -> Fit:
 
 
 def compare_draws(obtained: torch.Tensor, expected: torch.Tensor) -> Fit:
-    """The test on two stacked tensors of draws, one row per call."""
-    return homogeneity(categories(obtained), categories(expected))
+    """The tests of two stacked tensors of draws, one row per call: each call's whole output as
+    one category and, where a call draws more than one id, each position's id on its own (a
+    sequence's rare continuations, pooled, hide a wrong distribution its positions show). Each
+    test at alpha / the number of tests (Bonferroni), so that a right sampler fails any of them
+    with probability at most alpha: the fit of the smallest p-value, that p multiplied by the
+    number of tests (at most 1)."""
+    fits = [homogeneity(categories(obtained), categories(expected))]
+    rows_obtained = obtained.reshape(obtained.shape[0], -1)
+    rows_expected = expected.reshape(expected.shape[0], -1)
+    if rows_obtained.shape[1] > 1:
+        fits += [dataclasses.replace(
+            homogeneity(Counter((v,) for v in rows_obtained[:, i].tolist()),
+                        Counter((v,) for v in rows_expected[:, i].tolist())),
+            where=f"the id at position {i} of each call's output (flattened)")
+            for i in range(rows_obtained.shape[1])]
+    worst = min(fits, key=lambda fit: fit.p_value)
+    return dataclasses.replace(worst, p_value=min(1.0, worst.p_value * len(fits)), tests=len(fits))

@@ -200,3 +200,24 @@ def test_a_rubric_that_misuses_draws_is_told_what_to_change(tmp_path, change, pr
     change(data)
     with pytest.raises(RubricError, match=problem.replace("`", ".")):
         load_rubric(write_course(tmp_path, data))
+
+
+def test_draws_of_three_tokens_pool_their_small_cells_and_keep_the_false_fail_rate():
+    """216 sequences of three ids, most of them rare: the pooled test stays near its alpha."""
+    from grader.sampling import compare_draws
+
+    right = probabilities(TEMPERATURE, TOP_K + 2)
+    generator = torch.Generator().manual_seed(0)
+    runs, alpha = 400, 0.05
+
+    def draws():
+        return torch.multinomial(right.expand(500, -1), 3, replacement=True, generator=generator)
+
+    fails = [compare_draws(draws(), draws()).rejected(alpha) for _ in range(runs)]
+    strict = [compare_draws(draws(), draws()).rejected(ALPHA) for _ in range(runs)]
+    mean, sd = runs * alpha, (runs * alpha * (1 - alpha)) ** 0.5
+    assert sum(fails) <= mean + 4 * sd, sum(fails)  # a binomial(400, 0.05) count, or fewer
+    assert sum(strict) == 0
+    wrong = probabilities(TEMPERATURE, TOP_K)  # two ids never drawn: many sequences never seen
+    assert compare_draws(torch.multinomial(wrong.expand(500, -1), 3, replacement=True,
+                                           generator=generator), draws()).rejected(ALPHA)
