@@ -105,6 +105,9 @@ def test_softmax_over_the_wrong_dimension_shows_both_matrices_on_one_scale(noteb
     desc = ET.fromstring(picture).find(f"{SVG}desc").text
     assert f"from {low:.3g} to {high:.3g}" in desc
     assert f"{int(outside.sum())} cell(s) outside the tolerance" in desc
+    # the README's picture is this one (regenerate with grader.report.figures.svg when it changes)
+    shown = ET.parse(REPO_ROOT / "examples" / "feedback_picture.svg").getroot()
+    assert shown.find(f"{SVG}desc").text == desc
 
 
 def test_one_querys_wrongly_scaled_weights_are_a_picture_of_one_row(notebook_report):
