@@ -124,8 +124,8 @@ def install_replays(module: nn.Module, path: str, payloads: list[dict]) -> None:
     if not isinstance(container, (nn.ModuleList, nn.Sequential)):
         found = "missing" if container is None else f"a {type(container).__name__}"
         raise TypeError(f"the grader stands in for each of your `{path}` to grade this module on "
-                        f"its own, so `{path}` must be an nn.ModuleList (or nn.Sequential) of "
-                        f"those modules; yours is {found}")
+                        f"its own, so `{path}` must be an nn.ModuleList of the modules it holds "
+                        f"(one per head or block; an nn.Sequential will do too); yours is {found}")
     if len(container) != len(payloads):
         raise ValueError(f"`{path}` holds {len(container)} modules; the grader expected "
                          f"{len(payloads)}, as many as the reference's (one per head or block)")

@@ -171,7 +171,8 @@ def test_a_refusal_from_code_that_raises_on_everything_is_not_judged(reports):
 
 def test_the_grader_says_what_it_needed_of_the_wrapper(reports):
     step = result(reports, "wrapper_heads_in_a_plain_list", "MultiHeadAttentionWrapper")
-    assert "`heads` must be an nn.ModuleList of the head modules; yours is a list" in step.feedback
+    assert "`heads` must be an nn.ModuleList of the modules it holds" in step.feedback
+    assert "yours is a list" in step.feedback
     assert "your code raised" not in step.feedback
 
 
