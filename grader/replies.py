@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .safe_text import printable
+from .wire import MAX_INT_DIGITS
 
 MAX_NAMES = 10_000  # parameters, buffers, attributes or names of one reply
 
@@ -393,6 +394,11 @@ def _tensor_map(raw: Any, what: str) -> dict[str, Any]:
     return {str(k): v for k, v in raw.items()}
 
 
+# The wire refuses longer ints as it reads them; a reply handed to the decoders by any other way is
+# held to the same bound, so no returned int can be too long to print or to turn into a float.
+_INT_BOUND = 10 ** MAX_INT_DIGITS
+
+
 def _plain(value: Any, what: str, depth: int = 0) -> Any:
     """A returned value as the grader reads it: tensors, numbers, strings, tuples, lists, Opaque."""
     import torch
@@ -401,6 +407,8 @@ def _plain(value: Any, what: str, depth: int = 0) -> Any:
         return Opaque("deeply nested value")
     if isinstance(value, str):
         return printable(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT_BOUND:
+        raise MalformedReply(f"{what}: an integer of more than {MAX_INT_DIGITS} digits")
     if value is None or isinstance(value, (bool, int, float, torch.Tensor)):
         return value
     if isinstance(value, tuple):
