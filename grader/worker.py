@@ -250,7 +250,6 @@ class Worker:
             outputs.append(output.detach())
         return self.torch.stack(outputs)
 
-
     def invoke(self, fn, case: dict):
         """Call `fn` with the case's arguments: by keyword where its signature has the contract's
         names (so another order works), else by position as the contract orders them."""
