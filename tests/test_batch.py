@@ -4,6 +4,7 @@ survives interruptions, shards and merges back, and comes out the same on a Dask
 import csv
 import io
 import os
+import re
 import shutil
 import signal
 import stat
@@ -350,7 +351,10 @@ def test_a_rubric_the_grader_cannot_work_under_scores_nobody(tmp_path, fast_rubr
     klass = make_class(tmp_path / "class")
     ran = _grade(klass, "--out", tmp_path / "out", "--rubric", rubric)
     assert ran.returncode == 2, ran.stdout + ran.stderr
-    assert "its own reference solutions scored 0/98" in ran.stderr and "memory_mb" in ran.stderr
+    # forked from a zygote that has torch loaded, a worker under 300 MB still runs the small steps,
+    # so the reference's score is short of full marks, not necessarily 0: enough to stop the run
+    scored = re.search(r"its own reference solutions scored ([\d.]+)/98", ran.stderr)
+    assert scored and float(scored.group(1)) < 98 and "memory_mb" in ran.stderr, ran.stderr
     assert not list((tmp_path / "out" / "results").glob("*.json"))  # nobody got a zero for it
 
 
