@@ -62,7 +62,7 @@ def grade(submission: str | Path | Submission, *, rubric: str | Path | Rubric | 
         # ... while this process does the same: the two imports overlap on two cores.
         prepared, diagnoser = prepare(rubric, chosen)
         session.expect(prepared)
-        results = [_graded(session, p, diagnoser) for p in prepared]
+        results = _blamed([_graded(session, p, diagnoser) for p in prepared], rubric)
     finally:
         session.close()
     return _report(read.path, rubric, results, session.notes(), started, session.sandbox)
@@ -219,7 +219,7 @@ def grade_prepared(submission: Submission, rubric: Rubric, prepared, diagnoser, 
     session = Session(submission, rubric, zygote)
     try:
         session.expect(prepared)
-        results = [_graded(session, p, diagnoser) for p in prepared]
+        results = _blamed([_graded(session, p, diagnoser) for p in prepared], rubric)
     finally:
         session.close()
     return _report(submission.path, rubric, results, (*notes, *session.notes()), started,
@@ -242,6 +242,28 @@ def hidden_paths(rubric: Rubric) -> tuple[str, ...]:
         if root is not None:
             folders |= {root / ".git", root / "tests", root / "examples"}
     return tuple(sorted(str(folder) for folder in folders if folder.is_dir()))
+
+
+BROKEN = ("failed", "error", "timeout")  # a step whose own code ran and was wrong
+
+
+def _blamed(results: list[StepResult], rubric: Rubric) -> list[StepResult]:
+    """Each step that did not pass and `uses:` another step that failed says so in its feedback:
+    its failure may come from that step's code, which is the one to fix first."""
+    by_id = {result.id: result for result in results}
+    return [_blame(result, rubric.step(result.id).uses, by_id) for result in results]
+
+
+def _blame(result: StepResult, uses: tuple[str, ...], by_id: dict[str, StepResult]) -> StepResult:
+    broken = [by_id[name] for name in uses if name in by_id and by_id[name].status in BROKEN]
+    if result.passed or not broken:
+        return result
+    names = ", ".join(f"`{used.id}` (step {used.section})" for used in broken)
+    one = len(broken) == 1
+    note = (f"This step uses your {names}, which {'fails' if one else 'fail'} on its own: fix "
+            f"{'it' if one else 'them'} first, as this step's failure may come from "
+            f"{'it' if one else 'them'}.")
+    return dataclasses.replace(result, feedback=f"{result.feedback}\n\n{note}".strip())
 
 
 def _graded(session: Session, prepared, diagnoser) -> StepResult:

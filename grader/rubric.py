@@ -126,6 +126,7 @@ class Step:
     hint_rules: tuple[Hint, ...] = ()  # the hints with when each fits; empty: all untagged
     grad: bool = False  # a function or procedure that trains (calls backward): run with autograd on
     pictures: bool = True  # draw a failed visible case's matrices in the feedback (grader.figures)
+    uses: tuple[str, ...] = ()  # other steps whose code this one runs (blamed when they fail)
 
     @property
     def tagged_hints(self) -> tuple[Hint, ...]:
@@ -311,6 +312,7 @@ class _Validator:
             if step.id in seen:
                 self.fail(f"steps[{index}].id", f"duplicate step id {step.id!r}")
             seen.add(step.id)
+        self.check_uses(steps)
         mistakes = None
         if "mistakes" in data:
             mistakes = self.base / self.text(data, "mistakes", "")
@@ -378,7 +380,7 @@ class _Validator:
             "points": True, "cases": True, "checks": True, "hints": False, "atol": False,
             "rtol": False, "timeout": False, "parameters": False, "attributes": False,
             "shells": False, "reference": False, "memory_mb": False, "cpu_seconds": False,
-            "mistakes": False, "grad": False, "pictures": False,
+            "mistakes": False, "grad": False, "pictures": False, "uses": False,
         })
         step_id = self.text(data, "id", key_path)
         if not _ID.match(step_id):
@@ -447,7 +449,20 @@ class _Validator:
             hint_rules=hints,
             grad=grad,
             pictures=self.typed(data, "pictures", key_path, bool, "true or false", True),
+            uses=self.strings(data, "uses", key_path),
         )
+
+    def check_uses(self, steps: tuple[Step, ...]) -> None:
+        """Each step's `uses:` names other steps of this rubric (whose failure its feedback names)."""
+        ids = [step.id for step in steps]
+        for index, step in enumerate(steps):
+            for position, name in enumerate(step.uses):
+                if name == step.id:
+                    self.fail(f"steps[{index}].uses[{position}]",
+                              f"{step.id!r} names itself; list the other steps whose code it runs")
+                elif name not in ids:
+                    self.fail(f"steps[{index}].uses[{position}]",
+                              f"no step has the id {name!r}; the steps are: {', '.join(ids)}")
 
     def hints(self, data: dict, key_path: str, checks: list[str], mistakes: tuple[str, ...]
               ) -> tuple[Hint, ...]:

@@ -145,6 +145,10 @@ SUBMISSIONS = {"reference": SOURCE, "stubs": (COURSE / "exercises" / "gpt.py").r
                .replace("self.drop_shortcut(self.att(self.norm1(x)))", "self.att(self.norm1(x))")
                .replace("self.drop_shortcut(self.ff(self.norm2(x)))", "self.ff(self.norm2(x))"),
                "gpt_with_kv_cache": kv_cache_source(),
+               "feedforward_with_torchs_exact_gelu": edit("            GELU(),\n",
+                                                          "            nn.GELU(),\n"),
+               "gelu_constant_typo": edit("(x + 0.044715 * torch.pow(x, 3))",
+                                          "(x + 0.44715 * torch.pow(x, 3))"),
                **{name: source for name, (source, _) in MISTAKES.items()}}
 
 
@@ -286,3 +290,70 @@ def test_the_books_kv_cache_gpt_looping_over_a_module_list_of_blocks_gets_full_m
     report = reports["gpt_with_kv_cache"]
     assert report.score == reports["reference"].score == report.max_score, \
         [(s.id, s.feedback) for s in report.steps if s.status != "passed"]
+
+
+def feed_forward_gap(activation) -> float:
+    """How far the reference's FeedForward moves, on its visible case's input shape, when its GELU
+    is replaced by `activation`, beyond the rubric's tolerance (positive: a values failure)."""
+    import torch
+
+    reference = {}
+    exec(compile(SOURCE, "gpt.py", "exec"), reference)
+    cfg = {"vocab_size": 50, "context_length": 6, "emb_dim": 8, "n_heads": 2, "n_layers": 2,
+           "drop_rate": 0.0, "qkv_bias": False}
+    torch.manual_seed(401)
+    ours = reference["FeedForward"](cfg)
+    for parameter in ours.parameters():
+        torch.nn.init.normal_(parameter, std=0.5)
+    x = torch.randn(2, 3, 8)
+    expected = ours(x)
+    ours.layers[1] = activation
+    gap = (ours(x) - expected).abs() - (1e-5 + 1e-4 * expected.abs())
+    return gap.max().item()
+
+
+def test_a_feed_forward_built_with_torchs_exact_gelu_is_named_the_exact_gelu(reports):
+    import torch
+
+    assert feed_forward_gap(torch.nn.GELU()) > 0  # nn.GELU() is the exact form, not the tanh one
+    assert feed_forward_gap(torch.nn.GELU(approximate="tanh")) <= 0
+    steps = {s.id: s for s in reports["feedforward_with_torchs_exact_gelu"].steps}
+    assert steps["GELU"].passed
+    assert steps["FeedForward"].status == "failed"
+    assert steps["FeedForward"].mistake == "gelu_exact_erf", steps["FeedForward"].feedback
+
+
+def test_a_typo_in_the_students_gelu_constant_is_blamed_in_their_feed_forward(reports):
+    import torch
+
+    exec_globals = {}
+    exec(compile(edit("(x + 0.044715 * torch.pow(x, 3))", "(x + 0.44715 * torch.pow(x, 3))"),
+                 "gpt.py", "exec"), exec_globals)
+    assert feed_forward_gap(exec_globals["GELU"]()) > 0  # the typo moves FeedForward's output too
+    steps = {s.id: s for s in reports["gelu_constant_typo"].steps}
+    assert steps["GELU"].status == "failed"
+    feedback = steps["FeedForward"].feedback
+    assert steps["FeedForward"].status == "failed"
+    assert "uses your `GELU` (step 4.3), which fails on its own: fix it first" in feedback, feedback
+    # a FeedForward whose own code is wrong, beside a right GELU, blames no one else
+    relu = next(s for s in reports["feedforward_relu"].steps if s.id == "FeedForward")
+    assert "`GELU`" not in relu.feedback, relu.feedback
+
+
+@pytest.mark.parametrize("uses, problem", [
+    (["GELUU"], "no step has the id 'GELUU'"), (["FeedForward"], "names itself")])
+def test_a_course_naming_an_unknown_step_in_uses_is_told_at_its_key(tmp_path, uses, problem):
+    import shutil
+
+    import yaml
+
+    from grader import RubricError
+
+    shutil.copytree(COURSE, tmp_path / "course")
+    path = tmp_path / "course" / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    index = next(i for i, s in enumerate(data["steps"]) if s["id"] == "FeedForward")
+    data["steps"][index]["uses"] = uses
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(RubricError, match=rf"steps\[{index}\]\.uses\[0\].*{problem}"):
+        load_rubric(path)

@@ -125,8 +125,11 @@ MISTAKES = {
         "The exact GELU instead of GPT-2's tanh approximation",
         "0.5 * x * (1 + erf(x / sqrt(2))) is the exact GELU; GPT-2 and the book use the tanh "
         "approximation, which differs by up to about 0.001.",
-        "Use 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3))).",
-        {"GELU": (GELUErf,)}),
+        "Use 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3))), your own GELU class "
+        "(or nn.GELU(approximate=\"tanh\")), also between the feed-forward network's linear layers.",
+        {"GELU": (GELUErf,),
+         # nn.GELU() is the exact form too: a FeedForward built with it, or with an exact GELU class
+         "FeedForward": (_feed_forward_with(nn.GELU), _feed_forward_with(GELUErf))}),
     "feedforward_relu": Mistake(
         "feedforward_relu",
         "ReLU in the feed-forward network",
