@@ -67,11 +67,37 @@ class Replay(nn.Module):
     the input is ignored: holding it gives nothing that calling the stand-in does not, but nothing
     before such a stand-in is checked through it."""
 
-    def __init__(self, offsets: list[torch.Tensor], jacobian: torch.Tensor | None = None):
+    def __init__(self, offsets: list[torch.Tensor], jacobian: torch.Tensor | None = None,
+                 where: str = "submodule"):
         super().__init__()
         self.offsets = list(offsets)
         self.jacobian = jacobian
         self.calls = 0
+        self.where = where  # the student's name for what it replaces, for messages
+
+    def __getattr__(self, name: str):
+        """What nn.Module holds, or an error that says what the student's code may do with it."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("__") or name == "where":
+                raise
+        raise AttributeError(self.only_called(f"has no `{name}`"))
+
+    def only_called(self, problem: str) -> str:
+        """What the student reads when their code uses this module other than by calling it."""
+        return (f"to grade this step on its own code, the grader put its own module in place of "
+                f"your `{self.where}`, and that module {problem}: only call it, as in "
+                f"self.{self.where}(x), and read nothing else of it in this step's forward")
+
+    def __getitem__(self, index):
+        raise TypeError(self.only_called("cannot be indexed"))
+
+    def __iter__(self):
+        raise TypeError(self.only_called("cannot be iterated over"))
+
+    def __repr__(self) -> str:
+        return f"<the grader's module in place of your `{self.where}`>"
 
     def forward(self, x: torch.Tensor, **_options) -> torch.Tensor:
         """The answer for x; keyword options (a KV-cache block's use_cache=) change nothing."""
@@ -83,14 +109,19 @@ class Replay(nn.Module):
         expected = (*offset.shape[:-1], self.jacobian.shape[0])
         if not isinstance(x, torch.Tensor) or tuple(x.shape) != expected:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"the grader's stand-in for this submodule was given an input of shape "
-                             f"{got}; the reference gives it {expected}")
+            raise ValueError(f"the grader's module in place of your `{self.where}` was given an "
+                             f"input of shape {got}; the reference gives it {expected}")
         return offset + x @ self.jacobian
 
 
-def replay(payload: dict) -> Replay:
-    """The stand-in a payload describes: {"calls": [offset, ...], "jacobian": J} (or no jacobian)."""
-    return Replay(payload["calls"], payload.get("jacobian"))
+# what a student's code sees of the class, in an error or a type(): no module or class of ours
+Replay.__module__, Replay.__name__, Replay.__qualname__ = "grading", "StandIn", "StandIn"
+
+
+def replay(payload: dict, where: str = "submodule") -> Replay:
+    """The stand-in a payload describes: {"calls": [offset, ...], "jacobian": J} (or no jacobian),
+    in place of the student's submodule `where`."""
+    return Replay(payload["calls"], payload.get("jacobian"), where)
 
 
 def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
@@ -112,7 +143,7 @@ def install(module: nn.Module, paths: list[str], payloads: list[dict]) -> None:
         if not present:
             raise TypeError(f"the grader stands in for your `{path}` to grade this module on its "
                             f"own, so it must be a submodule called `{path}`; yours has none")
-        parent._modules[name] = replay(payload)
+        parent._modules[name] = replay(payload, path)
 
 
 def install_replays(module: nn.Module, path: str, payloads: list[dict]) -> None:
@@ -130,4 +161,4 @@ def install_replays(module: nn.Module, path: str, payloads: list[dict]) -> None:
         raise ValueError(f"`{path}` holds {len(container)} modules; the grader expected "
                          f"{len(payloads)}, as many as the reference's (one per head or block)")
     for index, payload in enumerate(payloads):
-        container[index] = replay(payload)
+        container[index] = replay(payload, f"{path}[{index}]")

@@ -324,8 +324,6 @@ def test_a_feed_forward_built_with_torchs_exact_gelu_is_named_the_exact_gelu(rep
 
 
 def test_a_typo_in_the_students_gelu_constant_is_blamed_in_their_feed_forward(reports):
-    import torch
-
     exec_globals = {}
     exec(compile(edit("(x + 0.044715 * torch.pow(x, 3))", "(x + 0.44715 * torch.pow(x, 3))"),
                  "gpt.py", "exec"), exec_globals)
