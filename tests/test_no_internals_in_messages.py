@@ -1,6 +1,7 @@
 """No message a student reads names the grader's internals: its stand-ins (Replay), its shells, its
 worker module or a traceback of the grader's own. Every corpus the suite has that finishes quickly
-(the hostile submissions that stop at once, tests/styles/, chapter 4's known mistakes and variants)
+(the hostile submissions that stop at once, tests/styles/, chapter 3's and chapter 4's known
+mistakes and variants, and composites that look into the modules the grader puts in place of theirs)
 is graded in one batch per rubric, and every report's JSON is searched."""
 
 from pathlib import Path
@@ -45,10 +46,22 @@ def looks_into(source: str, line: str, what: str) -> str:
     return source.replace(line, f"{indent}{what}\n{line}")
 
 
+def chapter3_mistakes() -> dict[str, str]:
+    """Each of tests/test_mistakes.py's chapter-3 mistakes, written into the reference."""
+    import re
+
+    from test_mistakes import MISTAKES
+
+    source = SOLUTIONS.read_text()
+    return {f"mistake_{m.name}": re.sub(m.pattern, m.replacement, source, count=m.count)
+            for m in MISTAKES}
+
+
 def chapter3_corpus() -> dict[str, str]:
     styles = {f"style_{p.stem}": p.read_text() for p in sorted((TESTS / "styles").glob("*.py"))}
     heads = "        head_outputs = [head(x) for head in self.heads]"
-    return styles | {f"hostile_{name}": hostile(name) for name in QUICK_HOSTILE} | {
+    return styles | chapter3_mistakes() | {
+        f"hostile_{name}": hostile(name) for name in QUICK_HOSTILE} | {
         # a wrapper that reads its heads' weights, and one that names their type in an error
         "wrapper_reads_a_heads_weights": looks_into(SOLUTIONS.read_text(), heads,
                                                     "assert self.heads[0].W_query.weight.ndim == 2"),
