@@ -5,30 +5,12 @@ tensor's values) and the grader compares them with the reference's arguments aft
 Graded with a small course written for this test."""
 
 import torch
-import yaml
 from conftest import grade_many
+from small_course import TINY_MODEL_FIXTURES, write_course
 
 from grader import load_rubric
 
-FIXTURES = '''
-import torch
-import torch.nn as nn
-
-
-class Tiny(nn.Module):
-    """A one-layer model whose weights do not depend on torch's random state."""
-
-    def __init__(self, d):
-        super().__init__()
-        self.proj = nn.Linear(d, d)
-        generator = torch.Generator().manual_seed(d)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(d, d, generator=generator))
-            self.proj.bias.copy_(torch.randn(d, generator=generator))
-
-    def forward(self, x):
-        return self.proj(x)
-'''
+FIXTURES = TINY_MODEL_FIXTURES
 
 REFERENCE = '''
 import torch
@@ -80,10 +62,7 @@ SUM_ONLY = REFERENCE.replace("    out.copy_(2 * x)\n    return out.sum()", "    
 
 
 def reports(tmp_path):
-    (tmp_path / "reference.py").write_text(REFERENCE)
-    (tmp_path / "fixtures.py").write_text(FIXTURES)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(RUBRIC, sort_keys=False))
-    rubric = load_rubric(tmp_path / "config.yaml")
+    rubric = load_rubric(write_course(tmp_path, RUBRIC, reference=REFERENCE, fixtures=FIXTURES))
     return grade_many(rubric, {"right": REFERENCE, "left_in_eval": LEFT_IN_EVAL,
                                "no_update": NO_UPDATE, "sum_only": SUM_ONLY}, tmp_path / "work")
 

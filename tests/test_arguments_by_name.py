@@ -3,8 +3,8 @@
 and a `generate` that ignores `eos_id` passed). Graded with a small course written for this test."""
 
 import pytest
-import yaml
 from conftest import grade_many
+from small_course import write_course
 
 from grader import load_rubric
 
@@ -52,9 +52,7 @@ def reference_answer(ids, limit=None, eos_id=None):
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("by_name")
-    (folder / "reference.py").write_text(REFERENCE)
-    (folder / "config.yaml").write_text(yaml.safe_dump(RUBRIC, sort_keys=False))
-    rubric = load_rubric(folder / "config.yaml")
+    rubric = load_rubric(write_course(folder, RUBRIC, reference=REFERENCE))
     return grade_many(rubric, {"right": REFERENCE, "ignores_eos": IGNORES_EOS,
                                "other_names": OTHER_NAMES}, folder / "work")
 

@@ -6,31 +6,13 @@ written for this test, whose function trains a model for two steps with the opti
 import copy
 
 import pytest
-import yaml
 from conftest import grade_many
+from small_course import TINY_MODEL_FIXTURES, write_course
 
 from grader import RubricError, load_rubric
 from grader.engine import prepare
 
-FIXTURES = '''
-import torch
-import torch.nn as nn
-
-
-class Tiny(nn.Module):
-    """A one-layer model whose weights do not depend on torch's random state."""
-
-    def __init__(self, d):
-        super().__init__()
-        self.proj = nn.Linear(d, d)
-        generator = torch.Generator().manual_seed(d)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(d, d, generator=generator))
-            self.proj.bias.copy_(torch.randn(d, generator=generator))
-
-    def forward(self, x):
-        return self.proj(x)
-'''
+FIXTURES = TINY_MODEL_FIXTURES
 
 REFERENCE = '''
 import torch
@@ -64,10 +46,7 @@ STEPS_IGNORED = REFERENCE.replace("range(steps)", "range(2)")
 
 
 def course(folder, rubric=RUBRIC):
-    (folder / "reference.py").write_text(REFERENCE)
-    (folder / "fixtures.py").write_text(FIXTURES)
-    (folder / "config.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
-    return load_rubric(folder / "config.yaml")
+    return load_rubric(write_course(folder, rubric, reference=REFERENCE, fixtures=FIXTURES))
 
 
 def test_an_optimizer_over_the_model_argument_trains_the_model_the_call_gets(tmp_path):

@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-import yaml
 from conftest import grade_many
+from small_course import write_course
 
 from grader import RubricError, load_rubric
 from grader.engine import prepare
@@ -55,9 +55,7 @@ RUBRIC = {"rubric": 1, "title": "nan", "reference": "reference.py", "steps": STE
 
 
 def course(folder, rubric=RUBRIC):
-    (folder / "reference.py").write_text(REFERENCE)
-    (folder / "config.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
-    return load_rubric(folder / "config.yaml")
+    return load_rubric(write_course(folder, rubric, reference=REFERENCE))
 
 
 CLAMPED = REFERENCE.replace("torch.log(x)", "torch.log(x.clamp_min(1e-6))")

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 import torch
-import yaml
 from conftest import grade_many
+from small_course import write_course
 
 from grader import RubricError, load_rubric
 from grader.engine import prepare
@@ -72,9 +72,7 @@ RUBRIC = {"rubric": 1, "title": "procedures", "reference": "reference.py", "step
 
 
 def course(folder, rubric=RUBRIC):
-    (folder / "reference.py").write_text(REFERENCE)
-    (folder / "config.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
-    return load_rubric(folder / "config.yaml")
+    return load_rubric(write_course(folder, rubric, reference=REFERENCE))
 
 
 OUT_OF_PLACE = REFERENCE.replace("x.mul_(factor)", "x = x * factor")

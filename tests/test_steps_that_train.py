@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import torch
-import yaml
 from conftest import grade_many
+from small_course import write_course
 
 from grader import RubricError, load_rubric
 from grader.engine import prepare
@@ -35,9 +35,7 @@ RUBRIC = {"rubric": 1, "title": "training", "reference": "reference.py", "steps"
 
 
 def course(folder, rubric):
-    (folder / "reference.py").write_text(REFERENCE)
-    (folder / "config.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
-    return folder / "config.yaml"
+    return write_course(folder, rubric, reference=REFERENCE)
 
 
 @pytest.fixture(scope="module")
